@@ -1,0 +1,375 @@
+//! Stored objects: every one has a [`Meta`] (id, version, times) and belongs to
+//! one [`Kind`]. The version is the Raft log index of the entry that last wrote
+//! the object, so it is the same on every manager and only ever grows.
+
+use crate::spec::{Resources, ServiceSpec, TaskSpec};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Cluster,
+    Node,
+    Service,
+    Task,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Cluster => "cluster",
+            Kind::Node => "node",
+            Kind::Service => "service",
+            Kind::Task => "task",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    pub id: String,
+    /// Raft index of the last write; 0 for an object not yet stored.
+    #[serde(default)]
+    pub version: u64,
+    #[serde(default)]
+    pub created_at: Timestamp,
+    #[serde(default)]
+    pub updated_at: Timestamp,
+}
+
+impl Meta {
+    pub fn new(id: impl Into<String>) -> Meta {
+        Meta {
+            id: id.into(),
+            ..Meta::default()
+        }
+    }
+}
+
+// ---------------------------------------------------------------- cluster
+
+/// Cluster-wide settings; exactly one exists, with id [`Cluster::ID`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub meta: Meta,
+    pub name: String,
+    /// Terminated tasks kept per slot for `service ps` (Swarm's default: 5).
+    pub task_history_limit: u64,
+    /// How often agents heartbeat.
+    #[serde(with = "crate::duration")]
+    pub heartbeat_period: std::time::Duration,
+}
+
+impl Cluster {
+    pub const ID: &'static str = "default";
+
+    pub fn new(name: impl Into<String>) -> Cluster {
+        Cluster {
+            meta: Meta::new(Cluster::ID),
+            name: name.into(),
+            task_history_limit: 5,
+            heartbeat_period: std::time::Duration::from_secs(5),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- node
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeRole {
+    #[default]
+    Worker,
+    Manager,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Availability {
+    #[default]
+    Active,
+    Pause,
+    Drain,
+}
+
+/// What the user sets on a node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSpec {
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub role: NodeRole,
+    #[serde(default)]
+    pub availability: Availability,
+}
+
+/// What the agent reports about its machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeDescription {
+    pub hostname: String,
+    pub os: String,
+    pub arch: String,
+    /// Total resources of the machine.
+    pub resources: Resources,
+    /// berth version of the agent.
+    pub version: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    #[default]
+    Unknown,
+    Down,
+    Ready,
+    Disconnected,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub state: NodeState,
+    #[serde(default)]
+    pub message: String,
+    /// Address the node was last seen from.
+    #[serde(default)]
+    pub addr: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagerStatus {
+    pub leader: bool,
+    /// "reachable" or "unreachable".
+    pub reachability: String,
+    pub addr: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub meta: Meta,
+    pub spec: NodeSpec,
+    pub description: NodeDescription,
+    pub status: NodeStatus,
+    #[serde(default)]
+    pub manager_status: Option<ManagerStatus>,
+}
+
+// ---------------------------------------------------------------- service
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateState {
+    #[default]
+    Updating,
+    Paused,
+    Completed,
+    RollbackStarted,
+    RollbackPaused,
+    RollbackCompleted,
+}
+
+/// Progress of the last rolling update or rollback, owned by the updater.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateStatus {
+    pub state: UpdateState,
+    pub started_at: Timestamp,
+    #[serde(default)]
+    pub completed_at: Option<Timestamp>,
+    #[serde(default)]
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    pub meta: Meta,
+    pub spec: ServiceSpec,
+    /// The spec before the last update, for `service rollback`.
+    #[serde(default)]
+    pub previous_spec: Option<ServiceSpec>,
+    /// Grows by one at every spec change; tasks record the one they run.
+    pub spec_version: u64,
+    #[serde(default)]
+    pub update_status: Option<UpdateStatus>,
+}
+
+// ---------------------------------------------------------------- task
+
+/// A task's life, in Swarm's order; a task only moves forward.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    #[default]
+    New,
+    /// Waiting for a node (the scheduler says why in `status.err`).
+    Pending,
+    Assigned,
+    Accepted,
+    Preparing,
+    Ready,
+    Starting,
+    Running,
+    Complete,
+    Shutdown,
+    Failed,
+    Rejected,
+    /// Desired state only: stop the task and delete it.
+    Remove,
+    /// Its node was lost and it cannot be accounted for.
+    Orphaned,
+}
+
+impl TaskState {
+    /// The task will not run again.
+    pub fn is_terminal(self) -> bool {
+        self > TaskState::Running
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::New => "new",
+            TaskState::Pending => "pending",
+            TaskState::Assigned => "assigned",
+            TaskState::Accepted => "accepted",
+            TaskState::Preparing => "preparing",
+            TaskState::Ready => "ready",
+            TaskState::Starting => "starting",
+            TaskState::Running => "running",
+            TaskState::Complete => "complete",
+            TaskState::Shutdown => "shutdown",
+            TaskState::Failed => "failed",
+            TaskState::Rejected => "rejected",
+            TaskState::Remove => "remove",
+            TaskState::Orphaned => "orphaned",
+        }
+    }
+}
+
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What is observed of a task; written by the agent once the task is assigned
+/// (and by the scheduler while it is pending).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskStatus {
+    pub state: TaskState,
+    /// When the task entered `state`.
+    pub timestamp: Timestamp,
+    #[serde(default)]
+    pub message: String,
+    /// Why the task failed, or why it is still pending.
+    #[serde(default)]
+    pub err: Option<String>,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub pid: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub meta: Meta,
+    pub service_id: String,
+    /// Replicated services: 1..=replicas. Global services: 0 (the node identifies the task).
+    pub slot: u64,
+    /// Set by the scheduler (replicated) or at creation (global).
+    #[serde(default)]
+    pub node_id: Option<String>,
+    pub spec: TaskSpec,
+    /// The service's `spec_version` this task was created from.
+    pub spec_version: u64,
+    pub desired_state: TaskState,
+    pub status: TaskStatus,
+    /// Times at which this slot was restarted, newest last, pruned to the
+    /// restart policy's window; carried from a task to its replacement.
+    #[serde(default)]
+    pub restarts: Vec<Timestamp>,
+}
+
+impl Task {
+    /// The name shown in `service ps`: `web.3`, or `web.<node id>` for a global task.
+    pub fn display_name(&self, service_name: &str) -> String {
+        if self.slot > 0 {
+            format!("{service_name}.{}", self.slot)
+        } else {
+            let node = self.node_id.as_deref().unwrap_or("");
+            format!("{service_name}.{}", crate::id::short(node))
+        }
+    }
+}
+
+// ---------------------------------------------------------------- any object
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Object {
+    Cluster(Cluster),
+    Node(Node),
+    Service(Service),
+    Task(Task),
+}
+
+impl Object {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Cluster(_) => Kind::Cluster,
+            Object::Node(_) => Kind::Node,
+            Object::Service(_) => Kind::Service,
+            Object::Task(_) => Kind::Task,
+        }
+    }
+
+    pub fn meta(&self) -> &Meta {
+        match self {
+            Object::Cluster(o) => &o.meta,
+            Object::Node(o) => &o.meta,
+            Object::Service(o) => &o.meta,
+            Object::Task(o) => &o.meta,
+        }
+    }
+
+    pub fn meta_mut(&mut self) -> &mut Meta {
+        match self {
+            Object::Cluster(o) => &mut o.meta,
+            Object::Node(o) => &mut o.meta,
+            Object::Service(o) => &mut o.meta,
+            Object::Task(o) => &mut o.meta,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.meta().id
+    }
+}
+
+impl From<Cluster> for Object {
+    fn from(o: Cluster) -> Self {
+        Object::Cluster(o)
+    }
+}
+impl From<Node> for Object {
+    fn from(o: Node) -> Self {
+        Object::Node(o)
+    }
+}
+impl From<Service> for Object {
+    fn from(o: Service) -> Self {
+        Object::Service(o)
+    }
+}
+impl From<Task> for Object {
+    fn from(o: Task) -> Self {
+        Object::Task(o)
+    }
+}

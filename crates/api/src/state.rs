@@ -1,0 +1,642 @@
+//! The cluster state and its deterministic state machine.
+//!
+//! Every manager holds one [`State`] and changes it only through [`State::apply`],
+//! called with the entries of the Raft log in order. `apply` takes the log index
+//! and the proposer's time from the entry, so that every manager ends in the same
+//! state; it reads no clock, draws no random number and does no I/O. A [`Batch`]
+//! is applied whole or not at all.
+
+use crate::object::*;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// One change to the state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// Insert a new object; its id must be free (and a service's name too).
+    Create(Object),
+    /// Replace an object; `meta.version` must equal the stored version.
+    Update(Object),
+    /// Remove an object; with a version, only if it still has that version.
+    Delete {
+        kind: Kind,
+        id: String,
+        version: Option<u64>,
+    },
+    /// The agent's report of a task's observed state. It has one writer (the
+    /// agent of the task's node), so it carries no version; a report for a task
+    /// that is gone is dropped, and one that would move the task backwards is ignored.
+    SetTaskStatus { id: String, status: TaskStatus },
+}
+
+/// Ops applied together, with the proposer's clock reading.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    pub time: crate::Timestamp,
+    pub ops: Vec<Op>,
+}
+
+impl Batch {
+    pub fn new(ops: Vec<Op>) -> Batch {
+        Batch {
+            time: crate::Timestamp::now(),
+            ops,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    Created(Object),
+    Updated { old: Object, new: Object },
+    Deleted(Object),
+}
+
+impl Event {
+    /// The object as it is after the event (before it, for a deletion).
+    pub fn object(&self) -> &Object {
+        match self {
+            Event::Created(o) | Event::Deleted(o) => o,
+            Event::Updated { new, .. } => new,
+        }
+    }
+}
+
+/// What one applied log entry changed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub index: u64,
+    pub events: Vec<Event>,
+}
+
+/// Why a batch was refused. Nothing of a refused batch is applied.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplyError {
+    #[error("{kind} {id} not found")]
+    NotFound { kind: Kind, id: String },
+    #[error("{kind} {id} already exists")]
+    AlreadyExists { kind: Kind, id: String },
+    #[error("{kind} name {name:?} is already in use")]
+    NameTaken { kind: Kind, name: String },
+    #[error("{kind} {id} was changed concurrently (expected version {expected}, found {actual})")]
+    Conflict {
+        kind: Kind,
+        id: String,
+        expected: u64,
+        actual: u64,
+    },
+}
+
+/// The whole cluster state, with secondary indexes for the common look-ups.
+#[derive(Clone, Debug, Default)]
+pub struct State {
+    index: u64,
+    cluster: Option<Cluster>,
+    nodes: BTreeMap<String, Node>,
+    services: BTreeMap<String, Service>,
+    tasks: BTreeMap<String, Task>,
+    service_names: HashMap<String, String>,
+    tasks_by_service: HashMap<String, BTreeSet<String>>,
+    tasks_by_node: HashMap<String, BTreeSet<String>>,
+}
+
+impl PartialEq for State {
+    fn eq(&self, other: &Self) -> bool {
+        // The indexes are derived from the maps.
+        self.index == other.index
+            && self.cluster == other.cluster
+            && self.nodes == other.nodes
+            && self.services == other.services
+            && self.tasks == other.tasks
+    }
+}
+
+impl State {
+    /// Index of the last applied entry.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// Records that entry `index` was applied without changing objects (a
+    /// membership or blank Raft entry).
+    pub fn advance(&mut self, index: u64) {
+        self.index = self.index.max(index);
+    }
+
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_ref()
+    }
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.nodes.get(id)
+    }
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.values()
+    }
+    pub fn service(&self, id: &str) -> Option<&Service> {
+        self.services.get(id)
+    }
+    pub fn services(&self) -> impl Iterator<Item = &Service> {
+        self.services.values()
+    }
+    pub fn service_by_name(&self, name: &str) -> Option<&Service> {
+        self.service_names
+            .get(name)
+            .and_then(|id| self.services.get(id))
+    }
+    pub fn task(&self, id: &str) -> Option<&Task> {
+        self.tasks.get(id)
+    }
+    pub fn tasks(&self) -> impl Iterator<Item = &Task> {
+        self.tasks.values()
+    }
+    pub fn task_count(&self) -> usize {
+        self.tasks.len()
+    }
+    pub fn tasks_by_service<'a>(&'a self, service_id: &str) -> impl Iterator<Item = &'a Task> + 'a {
+        self.tasks_by_service
+            .get(service_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.tasks.get(id))
+    }
+    pub fn tasks_by_node<'a>(&'a self, node_id: &str) -> impl Iterator<Item = &'a Task> + 'a {
+        self.tasks_by_node
+            .get(node_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.tasks.get(id))
+    }
+
+    /// A copy of any object by kind and id.
+    pub fn get(&self, kind: Kind, id: &str) -> Option<Object> {
+        match kind {
+            Kind::Cluster => self
+                .cluster
+                .clone()
+                .filter(|c| c.meta.id == id)
+                .map(Object::Cluster),
+            Kind::Node => self.nodes.get(id).cloned().map(Object::Node),
+            Kind::Service => self.services.get(id).cloned().map(Object::Service),
+            Kind::Task => self.tasks.get(id).cloned().map(Object::Task),
+        }
+    }
+
+    /// Applies the batch of log entry `index` whole, or refuses it whole.
+    pub fn apply(&mut self, index: u64, batch: &Batch) -> Result<Vec<Event>, ApplyError> {
+        let mut events = Vec::with_capacity(batch.ops.len());
+        // Undo log: the previous value of every object touched, restored in
+        // reverse order if a later op of the batch fails.
+        let mut undo: Vec<(Kind, String, Option<Object>)> = Vec::new();
+        for op in &batch.ops {
+            match self.apply_op(index, batch.time, op, &mut undo) {
+                Ok(Some(ev)) => events.push(ev),
+                Ok(None) => {}
+                Err(e) => {
+                    for (kind, id, old) in undo.into_iter().rev() {
+                        self.remove(kind, &id);
+                        if let Some(o) = old {
+                            self.insert(o);
+                        }
+                    }
+                    self.index = self.index.max(index);
+                    return Err(e);
+                }
+            }
+        }
+        self.index = self.index.max(index);
+        Ok(events)
+    }
+
+    fn apply_op(
+        &mut self,
+        index: u64,
+        time: crate::Timestamp,
+        op: &Op,
+        undo: &mut Vec<(Kind, String, Option<Object>)>,
+    ) -> Result<Option<Event>, ApplyError> {
+        match op {
+            Op::Create(obj) => {
+                let kind = obj.kind();
+                let id = obj.id().to_string();
+                if self.get(kind, &id).is_some()
+                    || (kind == Kind::Cluster && self.cluster.is_some())
+                {
+                    return Err(ApplyError::AlreadyExists { kind, id });
+                }
+                self.check_name(obj)?;
+                let mut new = obj.clone();
+                let m = new.meta_mut();
+                m.version = index;
+                m.created_at = time;
+                m.updated_at = time;
+                undo.push((kind, id, None));
+                self.insert(new.clone());
+                Ok(Some(Event::Created(new)))
+            }
+            Op::Update(obj) => {
+                let kind = obj.kind();
+                let id = obj.id().to_string();
+                let old = self.get(kind, &id).ok_or_else(|| ApplyError::NotFound {
+                    kind,
+                    id: id.clone(),
+                })?;
+                let actual = old.meta().version;
+                if obj.meta().version != actual {
+                    return Err(ApplyError::Conflict {
+                        kind,
+                        id,
+                        expected: obj.meta().version,
+                        actual,
+                    });
+                }
+                self.check_name(obj)?;
+                let mut new = obj.clone();
+                let m = new.meta_mut();
+                m.version = index;
+                m.created_at = old.meta().created_at;
+                m.updated_at = time;
+                undo.push((kind, id.clone(), Some(old.clone())));
+                self.remove(kind, &id);
+                self.insert(new.clone());
+                Ok(Some(Event::Updated { old, new }))
+            }
+            Op::Delete { kind, id, version } => {
+                let old = self.get(*kind, id).ok_or_else(|| ApplyError::NotFound {
+                    kind: *kind,
+                    id: id.clone(),
+                })?;
+                if let Some(expected) = version {
+                    let actual = old.meta().version;
+                    if *expected != actual {
+                        return Err(ApplyError::Conflict {
+                            kind: *kind,
+                            id: id.clone(),
+                            expected: *expected,
+                            actual,
+                        });
+                    }
+                }
+                undo.push((*kind, id.clone(), Some(old.clone())));
+                self.remove(*kind, id);
+                Ok(Some(Event::Deleted(old)))
+            }
+            Op::SetTaskStatus { id, status } => {
+                let Some(task) = self.tasks.get(id) else {
+                    return Ok(None);
+                };
+                if status.state < task.status.state {
+                    return Ok(None);
+                }
+                let old = task.clone();
+                let mut new = old.clone();
+                new.status = status.clone();
+                new.meta.version = index;
+                new.meta.updated_at = time;
+                undo.push((Kind::Task, id.clone(), Some(Object::Task(old.clone()))));
+                self.tasks.insert(id.clone(), new.clone());
+                Ok(Some(Event::Updated {
+                    old: Object::Task(old),
+                    new: Object::Task(new),
+                }))
+            }
+        }
+    }
+
+    /// Service names are unique among services.
+    fn check_name(&self, obj: &Object) -> Result<(), ApplyError> {
+        if let Object::Service(s) = obj {
+            if let Some(owner) = self.service_names.get(&s.spec.name) {
+                if owner != &s.meta.id {
+                    return Err(ApplyError::NameTaken {
+                        kind: Kind::Service,
+                        name: s.spec.name.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, obj: Object) {
+        match obj {
+            Object::Cluster(c) => self.cluster = Some(c),
+            Object::Node(n) => {
+                self.nodes.insert(n.meta.id.clone(), n);
+            }
+            Object::Service(s) => {
+                self.service_names
+                    .insert(s.spec.name.clone(), s.meta.id.clone());
+                self.services.insert(s.meta.id.clone(), s);
+            }
+            Object::Task(t) => {
+                self.tasks_by_service
+                    .entry(t.service_id.clone())
+                    .or_default()
+                    .insert(t.meta.id.clone());
+                if let Some(n) = &t.node_id {
+                    self.tasks_by_node
+                        .entry(n.clone())
+                        .or_default()
+                        .insert(t.meta.id.clone());
+                }
+                self.tasks.insert(t.meta.id.clone(), t);
+            }
+        }
+    }
+
+    fn remove(&mut self, kind: Kind, id: &str) {
+        match kind {
+            Kind::Cluster => self.cluster = None,
+            Kind::Node => {
+                self.nodes.remove(id);
+            }
+            Kind::Service => {
+                if let Some(s) = self.services.remove(id) {
+                    if self.service_names.get(&s.spec.name).map(String::as_str) == Some(id) {
+                        self.service_names.remove(&s.spec.name);
+                    }
+                }
+            }
+            Kind::Task => {
+                if let Some(t) = self.tasks.remove(id) {
+                    unindex(&mut self.tasks_by_service, &t.service_id, id);
+                    if let Some(n) = &t.node_id {
+                        unindex(&mut self.tasks_by_node, n, id);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn unindex(index: &mut HashMap<String, BTreeSet<String>>, key: &str, id: &str) {
+    if let Some(set) = index.get_mut(key) {
+        set.remove(id);
+        if set.is_empty() {
+            index.remove(key);
+        }
+    }
+}
+
+/// The serialized form of a [`State`] (snapshots): the objects only; indexes
+/// are rebuilt on load.
+#[derive(Serialize, Deserialize)]
+struct StateData {
+    index: u64,
+    cluster: Option<Cluster>,
+    nodes: Vec<Node>,
+    services: Vec<Service>,
+    tasks: Vec<Task>,
+}
+
+impl Serialize for State {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("StateData", 5)?;
+        st.serialize_field("index", &self.index)?;
+        st.serialize_field("cluster", &self.cluster)?;
+        st.serialize_field("nodes", &self.nodes.values().collect::<Vec<_>>())?;
+        st.serialize_field("services", &self.services.values().collect::<Vec<_>>())?;
+        st.serialize_field("tasks", &self.tasks.values().collect::<Vec<_>>())?;
+        st.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for State {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let data = StateData::deserialize(d)?;
+        let mut state = State {
+            index: data.index,
+            ..State::default()
+        };
+        if let Some(c) = data.cluster {
+            state.insert(Object::Cluster(c));
+        }
+        for n in data.nodes {
+            state.insert(Object::Node(n));
+        }
+        for s in data.services {
+            state.insert(Object::Service(s));
+        }
+        for t in data.tasks {
+            state.insert(Object::Task(t));
+        }
+        Ok(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::*;
+    use crate::Timestamp;
+
+    fn service(id: &str, name: &str) -> Service {
+        Service {
+            meta: Meta::new(id),
+            spec: ServiceSpec {
+                name: name.into(),
+                labels: Default::default(),
+                mode: ServiceMode::Replicated { replicas: 1 },
+                task_template: TaskSpec::exec(["sleep", "1"]),
+                update_config: Default::default(),
+                rollback_config: Default::default(),
+            },
+            previous_spec: None,
+            spec_version: 1,
+            update_status: None,
+        }
+    }
+
+    fn task(id: &str, service: &str, node: Option<&str>) -> Task {
+        Task {
+            meta: Meta::new(id),
+            service_id: service.into(),
+            slot: 1,
+            node_id: node.map(Into::into),
+            spec: TaskSpec::exec(["sleep", "1"]),
+            spec_version: 1,
+            desired_state: TaskState::Running,
+            status: TaskStatus::default(),
+            restarts: vec![],
+        }
+    }
+
+    fn batch(ops: Vec<Op>) -> Batch {
+        Batch {
+            time: Timestamp(1000),
+            ops,
+        }
+    }
+
+    #[test]
+    fn create_sets_version_and_times_from_the_entry() {
+        let mut s = State::default();
+        let ev = s
+            .apply(7, &batch(vec![Op::Create(service("s1", "web").into())]))
+            .unwrap();
+        assert_eq!(ev.len(), 1);
+        let svc = s.service("s1").unwrap();
+        assert_eq!(svc.meta.version, 7);
+        assert_eq!(svc.meta.created_at, Timestamp(1000));
+        assert_eq!(s.service_by_name("web").unwrap().meta.id, "s1");
+        assert_eq!(s.index(), 7);
+    }
+
+    #[test]
+    fn stale_update_is_refused_and_nothing_of_the_batch_stays() {
+        let mut s = State::default();
+        s.apply(1, &batch(vec![Op::Create(service("s1", "web").into())]))
+            .unwrap();
+        let before = s.clone();
+        let mut stale = s.service("s1").unwrap().clone();
+        stale.meta.version = 0;
+        let err = s
+            .apply(
+                2,
+                &batch(vec![
+                    Op::Create(task("t1", "s1", Some("n1")).into()),
+                    Op::Update(stale.into()),
+                ]),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ApplyError::Conflict {
+                    expected: 0,
+                    actual: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(s.task("t1").is_none());
+        assert_eq!(s.tasks_by_node("n1").count(), 0);
+        assert_eq!(s.nodes.len(), before.nodes.len());
+        assert_eq!(s.services, before.services);
+    }
+
+    #[test]
+    fn service_names_are_unique_and_follow_renames() {
+        let mut s = State::default();
+        s.apply(1, &batch(vec![Op::Create(service("s1", "web").into())]))
+            .unwrap();
+        let err = s
+            .apply(2, &batch(vec![Op::Create(service("s2", "web").into())]))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ApplyError::NameTaken {
+                kind: Kind::Service,
+                name: "web".into()
+            }
+        );
+        let mut renamed = s.service("s1").unwrap().clone();
+        renamed.spec.name = "api".into();
+        s.apply(3, &batch(vec![Op::Update(renamed.into())]))
+            .unwrap();
+        assert!(s.service_by_name("web").is_none());
+        s.apply(4, &batch(vec![Op::Create(service("s2", "web").into())]))
+            .unwrap();
+    }
+
+    #[test]
+    fn task_status_never_moves_backwards_and_is_dropped_for_missing_tasks() {
+        let mut s = State::default();
+        s.apply(
+            1,
+            &batch(vec![Op::Create(task("t1", "s1", Some("n1")).into())]),
+        )
+        .unwrap();
+        let running = TaskStatus {
+            state: TaskState::Running,
+            ..Default::default()
+        };
+        let starting = TaskStatus {
+            state: TaskState::Starting,
+            ..Default::default()
+        };
+        s.apply(
+            2,
+            &batch(vec![Op::SetTaskStatus {
+                id: "t1".into(),
+                status: running,
+            }]),
+        )
+        .unwrap();
+        let ev = s
+            .apply(
+                3,
+                &batch(vec![Op::SetTaskStatus {
+                    id: "t1".into(),
+                    status: starting,
+                }]),
+            )
+            .unwrap();
+        assert!(ev.is_empty());
+        assert_eq!(s.task("t1").unwrap().status.state, TaskState::Running);
+        let ev = s
+            .apply(
+                4,
+                &batch(vec![Op::SetTaskStatus {
+                    id: "gone".into(),
+                    status: TaskStatus::default(),
+                }]),
+            )
+            .unwrap();
+        assert!(ev.is_empty());
+    }
+
+    #[test]
+    fn indexes_survive_a_serialization_round_trip() {
+        let mut s = State::default();
+        s.apply(
+            1,
+            &batch(vec![
+                Op::Create(Cluster::new("c").into()),
+                Op::Create(service("s1", "web").into()),
+                Op::Create(task("t1", "s1", Some("n1")).into()),
+                Op::Create(task("t2", "s1", None).into()),
+            ]),
+        )
+        .unwrap();
+        let json = serde_json::to_vec(&s).unwrap();
+        let back: State = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.tasks_by_service("s1").count(), 2);
+        assert_eq!(back.tasks_by_node("n1").count(), 1);
+        assert_eq!(back.service_by_name("web").unwrap().meta.id, "s1");
+    }
+
+    #[test]
+    fn deleting_with_a_stale_version_is_refused() {
+        let mut s = State::default();
+        s.apply(5, &batch(vec![Op::Create(service("s1", "web").into())]))
+            .unwrap();
+        let err = s
+            .apply(
+                6,
+                &batch(vec![Op::Delete {
+                    kind: Kind::Service,
+                    id: "s1".into(),
+                    version: Some(4),
+                }]),
+            )
+            .unwrap_err();
+        assert!(matches!(err, ApplyError::Conflict { .. }));
+        s.apply(
+            7,
+            &batch(vec![Op::Delete {
+                kind: Kind::Service,
+                id: "s1".into(),
+                version: Some(5),
+            }]),
+        )
+        .unwrap();
+        assert!(s.service_by_name("web").is_none());
+    }
+}
