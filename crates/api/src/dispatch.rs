@@ -10,17 +10,20 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// An open session of one agent.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     pub node_id: String,
     pub session_id: String,
     /// How often the agent must heartbeat to stay ready.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(with = "crate::duration")]
     pub heartbeat_period: Duration,
 }
 
 /// The full set of tasks the node must account for: every task assigned to it
 /// whose desired state is not yet reached (run it, or stop it).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Assignments {
     /// Store index this set was taken at; pass it back to wait for the next change.
@@ -28,12 +31,14 @@ pub struct Assignments {
     pub tasks: Vec<Task>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskStatusUpdate {
     pub task_id: String,
     pub status: TaskStatus,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum DispatchError {
     /// The session is unknown or expired: register again.
@@ -74,6 +79,7 @@ pub trait Dispatcher: Send + Sync + 'static {
 }
 
 /// One line of a task's output.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
     pub task_id: String,

@@ -7,6 +7,7 @@ use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
@@ -33,6 +34,7 @@ impl std::fmt::Display for Kind {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
     pub id: String,
@@ -57,6 +59,7 @@ impl Meta {
 // ---------------------------------------------------------------- cluster
 
 /// Cluster-wide settings; exactly one exists, with id [`Cluster::ID`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Cluster {
     pub meta: Meta,
@@ -64,6 +67,7 @@ pub struct Cluster {
     /// Terminated tasks kept per slot for `service ps` (Swarm's default: 5).
     pub task_history_limit: u64,
     /// How often agents heartbeat.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(with = "crate::duration")]
     pub heartbeat_period: std::time::Duration,
 }
@@ -83,6 +87,7 @@ impl Cluster {
 
 // ---------------------------------------------------------------- node
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeRole {
@@ -91,6 +96,7 @@ pub enum NodeRole {
     Manager,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Availability {
@@ -101,6 +107,7 @@ pub enum Availability {
 }
 
 /// What the user sets on a node.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeSpec {
     #[serde(default)]
@@ -112,6 +119,7 @@ pub struct NodeSpec {
 }
 
 /// What the agent reports about its machine.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeDescription {
     pub hostname: String,
@@ -123,6 +131,7 @@ pub struct NodeDescription {
     pub version: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeState {
@@ -133,6 +142,7 @@ pub enum NodeState {
     Disconnected,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStatus {
     pub state: NodeState,
@@ -143,6 +153,7 @@ pub struct NodeStatus {
     pub addr: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManagerStatus {
     pub leader: bool,
@@ -151,6 +162,7 @@ pub struct ManagerStatus {
     pub addr: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Node {
     pub meta: Meta,
@@ -163,6 +175,7 @@ pub struct Node {
 
 // ---------------------------------------------------------------- service
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpdateState {
@@ -176,6 +189,7 @@ pub enum UpdateState {
 }
 
 /// Progress of the last rolling update or rollback, owned by the updater.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpdateStatus {
     pub state: UpdateState,
@@ -186,6 +200,7 @@ pub struct UpdateStatus {
     pub message: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Service {
     pub meta: Meta,
@@ -202,6 +217,7 @@ pub struct Service {
 // ---------------------------------------------------------------- task
 
 /// A task's life, in Swarm's order; a task only moves forward.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
@@ -261,6 +277,7 @@ impl std::fmt::Display for TaskState {
 
 /// What is observed of a task; written by the agent once the task is assigned
 /// (and by the scheduler while it is pending).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskStatus {
     pub state: TaskState,
@@ -277,6 +294,7 @@ pub struct TaskStatus {
     pub pid: Option<u32>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     pub meta: Meta,

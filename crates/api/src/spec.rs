@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The desired state of a service, as `berth service create` writes it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
@@ -20,6 +21,7 @@ pub struct ServiceSpec {
     pub rollback_config: UpdateConfig,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceMode {
@@ -35,6 +37,7 @@ impl Default for ServiceMode {
 
 /// Which runtime driver runs a task. Only `exec` (supervised processes) exists
 /// so far; the Docker Engine and OCI drivers implement the same `Driver` trait.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Runtime {
@@ -44,6 +47,7 @@ pub enum Runtime {
 
 /// What one task runs. Copied into every task, so a task carries everything an
 /// agent needs, and the updater compares it with the service's to find stale tasks.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
@@ -66,6 +70,7 @@ pub struct TaskSpec {
     pub resources: ResourceRequirements,
     #[serde(default)]
     pub placement: Placement,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(default = "default_stop_grace", with = "crate::duration")]
     pub stop_grace_period: Duration,
 }
@@ -100,6 +105,7 @@ impl TaskSpec {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartCondition {
@@ -109,18 +115,21 @@ pub enum RestartCondition {
     None,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestartPolicy {
     #[serde(default)]
     pub condition: RestartCondition,
     /// Wait between a task's end and its replacement's start.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(default = "default_restart_delay", with = "crate::duration")]
     pub delay: Duration,
     /// Restarts allowed within `window` (0: unlimited).
     #[serde(default)]
     pub max_attempts: u64,
     /// The window `max_attempts` counts in (0: since the slot began).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(default, with = "crate::duration")]
     pub window: Duration,
 }
@@ -140,6 +149,7 @@ impl Default for RestartPolicy {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
@@ -150,6 +160,7 @@ pub struct Resources {
     pub memory_bytes: u64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceRequirements {
@@ -159,6 +170,7 @@ pub struct ResourceRequirements {
     pub limits: Resources,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Placement {
@@ -168,6 +180,7 @@ pub struct Placement {
     pub constraints: Vec<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureAction {
@@ -177,6 +190,7 @@ pub enum FailureAction {
     Rollback,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum UpdateOrder {
@@ -186,6 +200,7 @@ pub enum UpdateOrder {
 }
 
 /// How a rolling update (or rollback) replaces tasks.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateConfig {
@@ -193,11 +208,13 @@ pub struct UpdateConfig {
     #[serde(default = "one")]
     pub parallelism: u64,
     /// Wait between batches.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(default, with = "crate::duration")]
     pub delay: Duration,
     #[serde(default)]
     pub failure_action: FailureAction,
     /// How long a new task is watched for failure after it starts.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(default = "default_monitor", with = "crate::duration")]
     pub monitor: Duration,
     /// Fraction of updated tasks allowed to fail before `failure_action`.

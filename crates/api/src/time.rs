@@ -78,3 +78,20 @@ mod tests {
         assert_eq!(serde_json::from_str::<Timestamp>(&s).unwrap(), t);
     }
 }
+
+#[cfg(feature = "openapi")]
+mod schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    use utoipa::openapi::{RefOr, Schema};
+
+    impl utoipa::PartialSchema for super::Timestamp {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                .into()
+        }
+    }
+
+    impl utoipa::ToSchema for super::Timestamp {}
+}
