@@ -1,0 +1,652 @@
+//! The dispatcher: the manager's side of the conversation with agents
+//! (SwarmKit's dispatcher), served in process over the store.
+//!
+//! It registers nodes and opens sessions, long-polls each node's assignments
+//! from the store's watch, batches the task status reports of all sessions
+//! into few store updates, and marks a node down when its heartbeats stop.
+//! Sessions live in memory only: after a manager restart every agent gets
+//! `InvalidSession` and registers again with its node id, which keeps the node
+//! and its tasks.
+
+use api::dispatch::{Assignments, DispatchError, Dispatcher, Session, TaskStatusUpdate};
+use api::{Event, Node, NodeDescription, NodeRole, NodeState, Object, Op, State, TaskState};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+use store::{Store, StoreError};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+
+/// The heartbeat period when the cluster object does not set one (Swarm's).
+pub const DEFAULT_HEARTBEAT_PERIOD: Duration = Duration::from_secs(5);
+
+/// A node that has not heartbeated for this many periods is marked down.
+const MISSED_HEARTBEATS: u32 = 3;
+
+/// The status message of a node marked down by the dispatcher.
+pub const HEARTBEAT_FAILURE: &str = "heartbeat failure";
+
+/// Attempts at a read-modify-write of a node before giving up on conflicts.
+const NODE_WRITE_ATTEMPTS: usize = 5;
+
+#[derive(Clone, Debug)]
+pub struct DispatcherConfig {
+    /// The role given to nodes this dispatcher creates (`berth up`'s node is a
+    /// manager; nodes that join as workers are workers).
+    pub role: NodeRole,
+    /// The address recorded as a node's `status.addr`. In process the agent
+    /// runs on this machine.
+    pub addr: String,
+    /// Most status reports written in one store entry, so that an entry stays
+    /// small however many reports queue up.
+    pub max_status_batch: usize,
+}
+
+impl DispatcherConfig {
+    pub fn new(role: NodeRole) -> DispatcherConfig {
+        DispatcherConfig {
+            role,
+            addr: "127.0.0.1".into(),
+            max_status_batch: 1000,
+        }
+    }
+}
+
+/// The in-process [`Dispatcher`] over the store. Cloning shares the sessions.
+#[derive(Clone)]
+pub struct LocalDispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    config: DispatcherConfig,
+    sessions: Mutex<Sessions>,
+    status_tx: mpsc::Sender<PendingStatus>,
+}
+
+#[derive(Default)]
+struct Sessions {
+    /// Session id → node id.
+    by_id: HashMap<String, String>,
+    /// Node id → what this dispatcher knows of the node's liveness.
+    nodes: HashMap<String, Liveness>,
+}
+
+struct Liveness {
+    /// The node's open session; a re-registration replaces it.
+    session_id: Option<String>,
+    last_seen: Instant,
+    /// This dispatcher marked the node down and has not marked it ready since.
+    down: bool,
+    /// The assignments last returned to the session, to tell whether a new
+    /// store change is news to the agent.
+    last_sent: Option<Sent>,
+}
+
+struct Sent {
+    index: u64,
+    tasks: Fingerprint,
+}
+
+/// What an agent acts on in its assignments: which tasks, in which desired
+/// state, from which spec. Status changes are left out: the agent wrote them.
+type Fingerprint = BTreeMap<String, (TaskState, u64)>;
+
+/// Status reports of one call, waiting for the batch writer.
+struct PendingStatus {
+    ops: Vec<Op>,
+    reply: oneshot::Sender<Result<(), DispatchError>>,
+}
+
+impl LocalDispatcher {
+    /// A dispatcher whose new nodes get `role`. Must be called within a tokio
+    /// runtime: it starts the status writer and the heartbeat monitor, which
+    /// end when the last clone of the dispatcher is dropped.
+    pub fn new(store: Store, role: NodeRole) -> LocalDispatcher {
+        LocalDispatcher::with_config(store, DispatcherConfig::new(role))
+    }
+
+    pub fn with_config(store: Store, config: DispatcherConfig) -> LocalDispatcher {
+        let (status_tx, status_rx) = mpsc::channel(1024);
+        let max_batch = config.max_status_batch.max(1);
+        let inner = Arc::new(Inner {
+            store: store.clone(),
+            config,
+            sessions: Mutex::new(Sessions::default()),
+            status_tx,
+        });
+        tokio::spawn(status_writer(store, status_rx, max_batch));
+        tokio::spawn(heartbeat_monitor(Arc::downgrade(&inner)));
+        LocalDispatcher { inner }
+    }
+}
+
+impl Inner {
+    fn sessions(&self) -> MutexGuard<'_, Sessions> {
+        // A panic while holding the lock leaves plain maps behind, still
+        // consistent enough to serve: recover them instead of failing forever.
+        self.sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The node of a valid session.
+    fn session_node(&self, session: &Session) -> Result<String, DispatchError> {
+        let sessions = self.sessions();
+        match sessions.by_id.get(&session.session_id) {
+            Some(node) if *node == session.node_id => Ok(node.clone()),
+            _ => Err(DispatchError::InvalidSession(session.session_id.clone())),
+        }
+    }
+
+    /// Writes a node's readiness, retrying when a concurrent write moved it.
+    /// Returns false if the node no longer exists.
+    async fn set_node_state(
+        &self,
+        node_id: &str,
+        state: NodeState,
+        message: &str,
+    ) -> Result<bool, DispatchError> {
+        for _ in 0..NODE_WRITE_ATTEMPTS {
+            let Some(mut node) = self.store.view(|s| s.node(node_id).cloned()) else {
+                return Ok(false);
+            };
+            if node.status.state == state && node.status.message == message {
+                return Ok(true);
+            }
+            node.status.state = state;
+            node.status.message = message.to_string();
+            match self.store.update(vec![Op::Update(node.into())]).await {
+                Ok(_) => return Ok(true),
+                Err(StoreError::Apply(e)) => {
+                    tracing::debug!(node = node_id, "node write refused, retrying: {e}")
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Err(DispatchError::Unavailable(format!(
+            "node {node_id} kept changing concurrently"
+        )))
+    }
+
+    /// One round of the heartbeat monitor; returns the current period.
+    async fn check_liveness(&self) -> Duration {
+        let (period, ready) = self.store.view(|s| {
+            let ready: Vec<String> = s
+                .nodes()
+                .filter(|n| n.status.state == NodeState::Ready)
+                .map(|n| n.meta.id.clone())
+                .collect();
+            (heartbeat_period(s), ready)
+        });
+        if !self.store.is_leader() {
+            return period;
+        }
+        let now = Instant::now();
+        let expired: Vec<String> = {
+            let mut sessions = self.sessions();
+            // A node the store holds as ready that never spoke to this
+            // dispatcher (it just started, or just became the leader) gets a
+            // full grace period to reconnect before it is marked down.
+            for id in ready {
+                sessions.nodes.entry(id).or_insert_with(|| Liveness {
+                    session_id: None,
+                    last_seen: now,
+                    down: false,
+                    last_sent: None,
+                });
+            }
+            sessions
+                .nodes
+                .iter()
+                .filter(|(_, l)| !l.down && now.duration_since(l.last_seen) > period * MISSED_HEARTBEATS)
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        for id in expired {
+            match self.set_node_state(&id, NodeState::Down, HEARTBEAT_FAILURE).await {
+                Ok(exists) => {
+                    let mut sessions = self.sessions();
+                    if exists {
+                        tracing::warn!(node = %id, "node marked down: {HEARTBEAT_FAILURE}");
+                        if let Some(l) = sessions.nodes.get_mut(&id) {
+                            l.down = true;
+                        }
+                    } else {
+                        forget_node(&mut sessions, &id);
+                    }
+                }
+                Err(e) => tracing::warn!(node = %id, "could not mark node down: {e}"),
+            }
+        }
+        period
+    }
+
+    /// The node's assignments now, with what the agent acts on in them.
+    fn current_assignments(&self, node_id: &str) -> (Assignments, Fingerprint) {
+        self.store.view(|s| {
+            let tasks: Vec<api::Task> = s
+                .tasks_by_node(node_id)
+                .filter(|t| is_assigned(t.status.state))
+                .cloned()
+                .collect();
+            let fingerprint = tasks
+                .iter()
+                .map(|t| (t.meta.id.clone(), (t.desired_state, t.spec_version)))
+                .collect();
+            (
+                Assignments {
+                    index: s.index(),
+                    tasks,
+                },
+                fingerprint,
+            )
+        })
+    }
+
+    /// Whether the set differs from what the session was last sent at `after`.
+    fn is_news(&self, node_id: &str, after: u64, tasks: &Fingerprint) -> bool {
+        let sessions = self.sessions();
+        match sessions.nodes.get(node_id).and_then(|l| l.last_sent.as_ref()) {
+            // The agent has seen exactly what it was last sent: only a
+            // different set is news.
+            Some(sent) if sent.index == after => sent.tasks != *tasks,
+            // Nothing known of what the agent holds (a new session, or it
+            // lost a reply): tell it now.
+            _ => true,
+        }
+    }
+
+    fn record_sent(&self, node_id: &str, index: u64, tasks: Fingerprint) {
+        if let Some(l) = self.sessions().nodes.get_mut(node_id) {
+            l.last_sent = Some(Sent { index, tasks });
+        }
+    }
+}
+
+/// Tasks the agent must account for: placed on its node (assigned or later)
+/// and not yet finished. Tasks still pending belong to the scheduler.
+fn is_assigned(state: TaskState) -> bool {
+    state >= TaskState::Assigned && !state.is_terminal()
+}
+
+fn heartbeat_period(state: &State) -> Duration {
+    state
+        .cluster()
+        .map(|c| c.heartbeat_period)
+        .filter(|p| !p.is_zero())
+        .unwrap_or(DEFAULT_HEARTBEAT_PERIOD)
+}
+
+fn forget_node(sessions: &mut Sessions, node_id: &str) {
+    if let Some(l) = sessions.nodes.remove(node_id) {
+        if let Some(s) = l.session_id {
+            sessions.by_id.remove(&s);
+        }
+    }
+}
+
+fn unavailable(e: StoreError) -> DispatchError {
+    DispatchError::Unavailable(e.to_string())
+}
+
+/// Whether an event concerns the tasks of `node_id`.
+fn touches_node(event: &Event, node_id: &str) -> bool {
+    let on_node = |o: &Object| matches!(o, Object::Task(t) if t.node_id.as_deref() == Some(node_id));
+    match event {
+        Event::Created(o) | Event::Deleted(o) => on_node(o),
+        Event::Updated { old, new } => on_node(old) || on_node(new),
+    }
+}
+
+/// Waits for a change that concerns the node's tasks (or for lost changes,
+/// which might have). Returns false when the store has closed.
+async fn next_touching_change(
+    changes: &mut broadcast::Receiver<Arc<api::Change>>,
+    node_id: &str,
+) -> bool {
+    loop {
+        match changes.recv().await {
+            Ok(change) if change.events.iter().any(|e| touches_node(e, node_id)) => return true,
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => return true,
+            Err(RecvError::Closed) => return false,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Dispatcher for LocalDispatcher {
+    async fn register(
+        &self,
+        node_id: Option<String>,
+        description: NodeDescription,
+    ) -> Result<Session, DispatchError> {
+        let inner = &self.inner;
+        let mut attempts = 0;
+        let (node_id, heartbeat_period) = loop {
+            attempts += 1;
+            let (op, id, period) = inner.store.view(|s| {
+                let period = heartbeat_period(s);
+                match node_id.as_deref().and_then(|id| s.node(id)) {
+                    Some(existing) => {
+                        // A known node keeps its spec (the user's role,
+                        // availability and labels); only what the agent
+                        // reports is replaced.
+                        let mut node = existing.clone();
+                        node.description = description.clone();
+                        node.status.state = NodeState::Ready;
+                        node.status.message = String::new();
+                        node.status.addr = inner.config.addr.clone();
+                        let id = node.meta.id.clone();
+                        (Op::Update(node.into()), id, period)
+                    }
+                    None => {
+                        let node = new_node(&inner.config, &description, inner.store.is_leader());
+                        let id = node.meta.id.clone();
+                        (Op::Create(node.into()), id, period)
+                    }
+                }
+            });
+            match inner.store.update(vec![op]).await {
+                Ok(_) => break (id, period),
+                Err(StoreError::Apply(e)) if attempts < NODE_WRITE_ATTEMPTS => {
+                    tracing::debug!(node = %id, "registration raced another write, retrying: {e}")
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        };
+
+        let session_id = api::new_id();
+        {
+            let mut sessions = inner.sessions();
+            forget_node(&mut sessions, &node_id);
+            sessions.by_id.insert(session_id.clone(), node_id.clone());
+            sessions.nodes.insert(
+                node_id.clone(),
+                Liveness {
+                    session_id: Some(session_id.clone()),
+                    last_seen: Instant::now(),
+                    down: false,
+                    last_sent: None,
+                },
+            );
+        }
+        tracing::info!(node = %node_id, "node registered");
+        Ok(Session {
+            node_id,
+            session_id,
+            heartbeat_period,
+        })
+    }
+
+    async fn assignments(
+        &self,
+        session: &Session,
+        after: Option<u64>,
+        timeout: Duration,
+    ) -> Result<Assignments, DispatchError> {
+        let inner = &self.inner;
+        let node_id = inner.session_node(session)?;
+        // Subscribe before reading, so that no change falls between the two.
+        let mut changes = inner.store.watch();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (assignments, fingerprint) = inner.current_assignments(&node_id);
+            let news = match after {
+                None => true,
+                Some(after) => inner.is_news(&node_id, after, &fingerprint),
+            };
+            let timed_out = Instant::now() >= deadline;
+            if news || timed_out {
+                inner.record_sent(&node_id, assignments.index, fingerprint);
+                return Ok(assignments);
+            }
+            match tokio::time::timeout_at(deadline, next_touching_change(&mut changes, &node_id)).await {
+                Ok(true) | Err(_) => {}
+                Ok(false) => return Err(DispatchError::Unavailable("the store has closed".into())),
+            }
+            // The session may have been replaced while it waited.
+            inner.session_node(session)?;
+        }
+    }
+
+    async fn update_task_status(
+        &self,
+        session: &Session,
+        updates: Vec<TaskStatusUpdate>,
+    ) -> Result<(), DispatchError> {
+        let inner = &self.inner;
+        let node_id = inner.session_node(session)?;
+        let ops: Vec<Op> = inner.store.view(|s| {
+            updates
+                .into_iter()
+                .filter_map(|u| match s.task(&u.task_id) {
+                    Some(t) if t.node_id.as_deref() == Some(node_id.as_str()) => Some(Op::SetTaskStatus {
+                        id: u.task_id,
+                        status: u.status,
+                    }),
+                    Some(t) => {
+                        tracing::warn!(
+                            node = %node_id,
+                            task = %u.task_id,
+                            assigned_to = ?t.node_id,
+                            "ignoring a status report for a task of another node"
+                        );
+                        None
+                    }
+                    // The task was deleted since: nothing left to report on.
+                    None => None,
+                })
+                .collect()
+        });
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let (reply, done) = oneshot::channel();
+        inner
+            .status_tx
+            .send(PendingStatus { ops, reply })
+            .await
+            .map_err(|_| DispatchError::Unavailable("the status writer has stopped".into()))?;
+        done.await
+            .map_err(|_| DispatchError::Unavailable("the status writer has stopped".into()))?
+    }
+
+    async fn heartbeat(&self, session: &Session) -> Result<(), DispatchError> {
+        let inner = &self.inner;
+        let node_id = inner.session_node(session)?;
+        let was_down = {
+            let mut sessions = inner.sessions();
+            match sessions.nodes.get_mut(&node_id) {
+                Some(l) => {
+                    l.last_seen = Instant::now();
+                    l.down
+                }
+                None => false,
+            }
+        };
+        if !inner.store.view(|s| s.node(&node_id).is_some()) {
+            // The node was removed from the cluster: its agent must register anew.
+            forget_node(&mut inner.sessions(), &node_id);
+            return Err(DispatchError::InvalidSession(session.session_id.clone()));
+        }
+        if was_down {
+            inner.set_node_state(&node_id, NodeState::Ready, "").await?;
+            if let Some(l) = inner.sessions().nodes.get_mut(&node_id) {
+                l.down = false;
+            }
+            tracing::info!(node = %node_id, "node ready again");
+        }
+        Ok(())
+    }
+}
+
+fn new_node(config: &DispatcherConfig, description: &NodeDescription, leader: bool) -> Node {
+    let manager_status = (config.role == NodeRole::Manager).then(|| api::ManagerStatus {
+        leader,
+        reachability: "reachable".into(),
+        addr: config.addr.clone(),
+    });
+    Node {
+        meta: api::Meta::new(api::new_id()),
+        spec: api::NodeSpec {
+            role: config.role,
+            ..api::NodeSpec::default()
+        },
+        description: description.clone(),
+        status: api::NodeStatus {
+            state: NodeState::Ready,
+            message: String::new(),
+            addr: config.addr.clone(),
+        },
+        manager_status,
+    }
+}
+
+/// Writes the status reports of all sessions: whatever queued up while the
+/// previous write was in flight goes into the next entry, so an idle
+/// dispatcher writes a report at once and a busy one batches them.
+async fn status_writer(store: Store, mut rx: mpsc::Receiver<PendingStatus>, max_ops: usize) {
+    while let Some(first) = rx.recv().await {
+        let mut ops = first.ops;
+        let mut replies = vec![first.reply];
+        while ops.len() < max_ops {
+            match rx.try_recv() {
+                Ok(p) => {
+                    ops.extend(p.ops);
+                    replies.push(p.reply);
+                }
+                Err(_) => break,
+            }
+        }
+        let n = ops.len();
+        let result = store.update(ops).await.map(|_| ()).map_err(unavailable);
+        match &result {
+            Ok(()) => tracing::trace!(reports = n, calls = replies.len(), "task status written"),
+            Err(e) => tracing::warn!(reports = n, "task status not written: {e}"),
+        }
+        for reply in replies {
+            // A caller that gave up no longer needs the answer.
+            let _ = reply.send(result.clone());
+        }
+    }
+}
+
+/// Marks nodes down when their heartbeats stop; ends with the dispatcher.
+async fn heartbeat_monitor(inner: Weak<Inner>) {
+    loop {
+        let period = match inner.upgrade() {
+            Some(inner) => inner.check_liveness().await,
+            None => return,
+        };
+        // Check several times per period so a node is marked down soon after
+        // its deadline, whatever the period.
+        let tick = (period / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        tokio::time::sleep(tick).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use api::{Meta, Task, TaskSpec, TaskStatus};
+
+    fn task(node: Option<&str>, state: TaskState) -> Task {
+        Task {
+            meta: Meta::new("t1"),
+            service_id: "s1".into(),
+            slot: 1,
+            node_id: node.map(Into::into),
+            spec: TaskSpec::exec(["sleep", "1"]),
+            spec_version: 1,
+            desired_state: TaskState::Running,
+            status: TaskStatus {
+                state,
+                ..TaskStatus::default()
+            },
+            restarts: vec![],
+        }
+    }
+
+    #[test]
+    fn only_placed_unfinished_tasks_are_assigned() {
+        let cases = [
+            (TaskState::New, false),
+            (TaskState::Pending, false),
+            (TaskState::Assigned, true),
+            (TaskState::Starting, true),
+            (TaskState::Running, true),
+            (TaskState::Complete, false),
+            (TaskState::Shutdown, false),
+            (TaskState::Failed, false),
+            (TaskState::Rejected, false),
+            (TaskState::Orphaned, false),
+        ];
+        for (state, expected) in cases {
+            assert_eq!(is_assigned(state), expected, "{state}");
+        }
+    }
+
+    #[test]
+    fn events_touch_the_node_of_their_task_before_or_after() {
+        let here = Object::Task(task(Some("n1"), TaskState::Running));
+        let there = Object::Task(task(Some("n2"), TaskState::Running));
+        let nowhere = Object::Task(task(None, TaskState::Pending));
+        assert!(touches_node(&Event::Created(here.clone()), "n1"));
+        assert!(touches_node(&Event::Deleted(here.clone()), "n1"));
+        assert!(!touches_node(&Event::Created(there.clone()), "n1"));
+        assert!(touches_node(
+            &Event::Updated {
+                old: nowhere.clone(),
+                new: here.clone()
+            },
+            "n1"
+        ));
+        assert!(touches_node(
+            &Event::Updated {
+                old: here,
+                new: there
+            },
+            "n1"
+        ));
+        assert!(!touches_node(
+            &Event::Created(api::Cluster::new("c").into()),
+            "n1"
+        ));
+    }
+
+    #[test]
+    fn the_heartbeat_period_falls_back_to_the_default() {
+        let mut state = State::default();
+        assert_eq!(heartbeat_period(&state), DEFAULT_HEARTBEAT_PERIOD);
+        let mut cluster = api::Cluster::new("c");
+        cluster.heartbeat_period = Duration::from_millis(300);
+        state
+            .apply(
+                1,
+                &api::Batch::new(vec![Op::Create(cluster.into())]),
+            )
+            .expect("create cluster");
+        assert_eq!(heartbeat_period(&state), Duration::from_millis(300));
+    }
+
+    #[test]
+    fn new_manager_nodes_are_ready_with_a_manager_status() {
+        let d = NodeDescription {
+            hostname: "h".into(),
+            ..NodeDescription::default()
+        };
+        let n = new_node(&DispatcherConfig::new(NodeRole::Manager), &d, true);
+        assert_eq!(n.spec.role, NodeRole::Manager);
+        assert_eq!(n.status.state, NodeState::Ready);
+        assert_eq!(n.description.hostname, "h");
+        assert!(n.manager_status.is_some_and(|m| m.leader));
+        let w = new_node(&DispatcherConfig::new(NodeRole::Worker), &d, true);
+        assert_eq!(w.spec.role, NodeRole::Worker);
+        assert!(w.manager_status.is_none());
+        assert_ne!(n.meta.id, w.meta.id);
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests of the manager over a real store: the control loop and the
+//! in-process dispatcher, driven by a fake agent that reports what a real one
+//! would, without running processes.
+
+mod dispatcher;
+mod lifecycle;
+mod support;
