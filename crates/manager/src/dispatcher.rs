@@ -201,12 +201,17 @@ impl Inner {
             sessions
                 .nodes
                 .iter()
-                .filter(|(_, l)| !l.down && now.duration_since(l.last_seen) > period * MISSED_HEARTBEATS)
+                .filter(|(_, l)| {
+                    !l.down && now.duration_since(l.last_seen) > period * MISSED_HEARTBEATS
+                })
                 .map(|(id, _)| id.clone())
                 .collect()
         };
         for id in expired {
-            match self.set_node_state(&id, NodeState::Down, HEARTBEAT_FAILURE).await {
+            match self
+                .set_node_state(&id, NodeState::Down, HEARTBEAT_FAILURE)
+                .await
+            {
                 Ok(exists) => {
                     let mut sessions = self.sessions();
                     if exists {
@@ -249,7 +254,11 @@ impl Inner {
     /// Whether the set differs from what the session was last sent at `after`.
     fn is_news(&self, node_id: &str, after: u64, tasks: &Fingerprint) -> bool {
         let sessions = self.sessions();
-        match sessions.nodes.get(node_id).and_then(|l| l.last_sent.as_ref()) {
+        match sessions
+            .nodes
+            .get(node_id)
+            .and_then(|l| l.last_sent.as_ref())
+        {
             // The agent has seen exactly what it was last sent: only a
             // different set is news.
             Some(sent) if sent.index == after => sent.tasks != *tasks,
@@ -294,7 +303,8 @@ fn unavailable(e: StoreError) -> DispatchError {
 
 /// Whether an event concerns the tasks of `node_id`.
 fn touches_node(event: &Event, node_id: &str) -> bool {
-    let on_node = |o: &Object| matches!(o, Object::Task(t) if t.node_id.as_deref() == Some(node_id));
+    let on_node =
+        |o: &Object| matches!(o, Object::Task(t) if t.node_id.as_deref() == Some(node_id));
     match event {
         Event::Created(o) | Event::Deleted(o) => on_node(o),
         Event::Updated { old, new } => on_node(old) || on_node(new),
@@ -404,7 +414,9 @@ impl Dispatcher for LocalDispatcher {
                 inner.record_sent(&node_id, assignments.index, fingerprint);
                 return Ok(assignments);
             }
-            match tokio::time::timeout_at(deadline, next_touching_change(&mut changes, &node_id)).await {
+            match tokio::time::timeout_at(deadline, next_touching_change(&mut changes, &node_id))
+                .await
+            {
                 Ok(true) | Err(_) => {}
                 Ok(false) => return Err(DispatchError::Unavailable("the store has closed".into())),
             }
@@ -424,10 +436,12 @@ impl Dispatcher for LocalDispatcher {
             updates
                 .into_iter()
                 .filter_map(|u| match s.task(&u.task_id) {
-                    Some(t) if t.node_id.as_deref() == Some(node_id.as_str()) => Some(Op::SetTaskStatus {
-                        id: u.task_id,
-                        status: u.status,
-                    }),
+                    Some(t) if t.node_id.as_deref() == Some(node_id.as_str()) => {
+                        Some(Op::SetTaskStatus {
+                            id: u.task_id,
+                            status: u.status,
+                        })
+                    }
                     Some(t) => {
                         tracing::warn!(
                             node = %node_id,
@@ -625,10 +639,7 @@ mod tests {
         let mut cluster = api::Cluster::new("c");
         cluster.heartbeat_period = Duration::from_millis(300);
         state
-            .apply(
-                1,
-                &api::Batch::new(vec![Op::Create(cluster.into())]),
-            )
+            .apply(1, &api::Batch::new(vec![Op::Create(cluster.into())]))
             .expect("create cluster");
         assert_eq!(heartbeat_period(&state), Duration::from_millis(300));
     }

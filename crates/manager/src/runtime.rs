@@ -164,8 +164,14 @@ async fn control_loop(
         let deadline = match next {
             Next::Wait(wake_at) => {
                 backoff = config.min_backoff;
-                let resync = Instant::now() + config.resync;
-                Some(wake_at.map_or(resync, |t| to_instant(t).min(resync)))
+                let now = Instant::now();
+                let resync = now + config.resync;
+                // A wake-up time is honoured no more finely than the coalescing
+                // window, so that a component asking again and again for "now"
+                // cannot spin the loop.
+                Some(wake_at.map_or(resync, |t| {
+                    to_instant(t).max(now + config.coalesce).min(resync)
+                }))
             }
             Next::Backoff => {
                 let d = backoff;
@@ -201,7 +207,12 @@ async fn run_pass(store: &Store, counters: &Counters) -> Next {
         match store.update(plan.ops).await {
             Ok(change) => {
                 counters.plans_applied.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(component = name, ops = n, index = change.index, "plan applied");
+                tracing::debug!(
+                    component = name,
+                    ops = n,
+                    index = change.index,
+                    "plan applied"
+                );
             }
             Err(StoreError::Apply(e)) => {
                 // The state moved between the view and the update; the change

@@ -27,9 +27,19 @@ fn assigned_task(node: &str) -> Task {
 async fn registration_creates_a_ready_node_and_reregistration_keeps_it() {
     let h = Harness::start(Duration::from_millis(1500), false).await;
     let d = &h.dispatcher;
-    let first = d.register(None, description("host-a")).await.expect("register");
-    assert_eq!(first.heartbeat_period, Duration::from_millis(1500), "period from the cluster object");
-    let node = h.store.view(|s| s.node(&first.node_id).cloned()).expect("node stored");
+    let first = d
+        .register(None, description("host-a"))
+        .await
+        .expect("register");
+    assert_eq!(
+        first.heartbeat_period,
+        Duration::from_millis(1500),
+        "period from the cluster object"
+    );
+    let node = h
+        .store
+        .view(|s| s.node(&first.node_id).cloned())
+        .expect("node stored");
     assert_eq!(node.spec.role, NodeRole::Manager);
     assert_eq!(node.status.state, NodeState::Ready);
     assert_eq!(node.description.hostname, "host-a");
@@ -43,12 +53,19 @@ async fn registration_creates_a_ready_node_and_reregistration_keeps_it() {
     assert_eq!(second.node_id, first.node_id);
     assert_ne!(second.session_id, first.session_id);
     assert_eq!(
-        h.store.view(|s| s.node(&first.node_id).map(|n| n.description.hostname.clone())),
+        h.store.view(|s| s
+            .node(&first.node_id)
+            .map(|n| n.description.hostname.clone())),
         Some("host-a2".into())
     );
     let stale = d.assignments(&first, None, Duration::ZERO).await;
-    assert!(matches!(stale, Err(DispatchError::InvalidSession(_))), "{stale:?}");
-    d.assignments(&second, None, Duration::ZERO).await.expect("new session is served");
+    assert!(
+        matches!(stale, Err(DispatchError::InvalidSession(_))),
+        "{stale:?}"
+    );
+    d.assignments(&second, None, Duration::ZERO)
+        .await
+        .expect("new session is served");
 
     // An id the cluster does not know gets a new node.
     let other = d
@@ -65,7 +82,10 @@ async fn assignments_wait_for_news_of_the_node_or_the_timeout() {
     let h = Harness::start(Duration::from_secs(5), false).await;
     let d = &h.dispatcher;
     let session = d.register(None, description("n1")).await.expect("register");
-    let first = d.assignments(&session, None, Duration::ZERO).await.expect("first set");
+    let first = d
+        .assignments(&session, None, Duration::ZERO)
+        .await
+        .expect("first set");
     assert!(first.tasks.is_empty());
 
     // Nothing changes for this node: the poll returns the same set at the timeout.
@@ -113,7 +133,10 @@ async fn assignments_wait_for_news_of_the_node_or_the_timeout() {
         let after = got.index;
         tokio::spawn(async move { d.assignments(&session, Some(after), TIMEOUT).await })
     };
-    let mut stop = h.store.view(|s| s.task(&mine.meta.id).cloned()).expect("task");
+    let mut stop = h
+        .store
+        .view(|s| s.task(&mine.meta.id).cloned())
+        .expect("task");
     assert_eq!(stop.status.state, TaskState::Running);
     stop.desired_state = TaskState::Shutdown;
     h.store
@@ -146,8 +169,14 @@ async fn assignments_wait_for_news_of_the_node_or_the_timeout() {
 async fn status_reports_are_taken_only_from_the_tasks_node() {
     let h = Harness::start(Duration::from_secs(5), false).await;
     let d = &h.dispatcher;
-    let owner = d.register(None, description("owner")).await.expect("register");
-    let intruder = d.register(None, description("intruder")).await.expect("register");
+    let owner = d
+        .register(None, description("owner"))
+        .await
+        .expect("register");
+    let intruder = d
+        .register(None, description("intruder"))
+        .await
+        .expect("register");
     let task = assigned_task(&owner.node_id);
     h.store
         .update(vec![Op::Create(task.clone().into())])
@@ -163,14 +192,16 @@ async fn status_reports_are_taken_only_from_the_tasks_node() {
         .await
         .expect("ignored, not refused");
     assert_eq!(
-        h.store.view(|s| s.task(&task.meta.id).map(|t| t.status.state)),
+        h.store
+            .view(|s| s.task(&task.meta.id).map(|t| t.status.state)),
         Some(TaskState::Assigned)
     );
     d.update_task_status(&owner, report(TaskState::Running))
         .await
         .expect("report");
     assert_eq!(
-        h.store.view(|s| s.task(&task.meta.id).map(|t| t.status.state)),
+        h.store
+            .view(|s| s.task(&task.meta.id).map(|t| t.status.state)),
         Some(TaskState::Running),
         "the report is stored when the call returns"
     );
@@ -213,12 +244,18 @@ async fn concurrent_status_reports_share_store_entries() {
     let (running, entries) = h.store.view(|s| {
         let running = tasks
             .iter()
-            .filter(|t| s.task(&t.meta.id).is_some_and(|t| t.status.state == TaskState::Running))
+            .filter(|t| {
+                s.task(&t.meta.id)
+                    .is_some_and(|t| t.status.state == TaskState::Running)
+            })
             .count();
         (running, s.index() - before)
     });
     assert_eq!(running, N);
-    assert!(entries < (N / 4) as u64, "{N} concurrent reports took {entries} store entries");
+    assert!(
+        entries < (N / 4) as u64,
+        "{N} concurrent reports took {entries} store entries"
+    );
     h.stop().await;
 }
 
@@ -227,12 +264,18 @@ async fn a_node_without_heartbeats_is_marked_down_and_recovers() {
     let h = Harness::start(Duration::from_millis(100), false).await;
     let agent = FakeAgent::start(&h.dispatcher, "flaky").await;
     let node = agent.node_id.clone();
-    let node_state = |s: &api::State| s.node(&node).map(|n| (n.status.state, n.status.message.clone()));
+    let node_state = |s: &api::State| {
+        s.node(&node)
+            .map(|n| (n.status.state, n.status.message.clone()))
+    };
 
     // While the agent heartbeats, the node stays ready well past the deadline.
     let steady = Instant::now() + Duration::from_millis(600);
     while Instant::now() < steady {
-        assert_eq!(h.store.view(node_state).map(|s| s.0), Some(NodeState::Ready));
+        assert_eq!(
+            h.store.view(node_state).map(|s| s.0),
+            Some(NodeState::Ready)
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -287,6 +330,10 @@ async fn a_ready_node_that_never_reconnects_is_marked_down() {
     assert_eq!(session.node_id, id);
     let back = h.store.view(|s| s.node(&id).cloned()).expect("node");
     assert_eq!(back.status.state, NodeState::Ready);
-    assert_eq!(back.spec.role, NodeRole::Worker, "a known node keeps its role");
+    assert_eq!(
+        back.spec.role,
+        NodeRole::Worker,
+        "a known node keeps its role"
+    );
     h.stop().await;
 }

@@ -21,9 +21,9 @@ async fn wait_running(h: &Harness, id: &str, n: usize) {
     h.wait_for(&format!("{n} running tasks"), |s| {
         let tasks = tasks_of(s, id);
         (tasks.len() == n
-            && tasks
-                .iter()
-                .all(|t| t.status.state == TaskState::Running && t.desired_state == TaskState::Running))
+            && tasks.iter().all(|t| {
+                t.status.state == TaskState::Running && t.desired_state == TaskState::Running
+            }))
         .then_some(())
     })
     .await;
@@ -39,12 +39,16 @@ async fn replicated_service_runs_and_scales_down() {
         let tasks = tasks_of(s, &id);
         let slots: HashSet<u64> = tasks.iter().map(|t| t.slot).collect();
         assert_eq!(slots, (1..=5).collect(), "one task per slot");
-        assert!(tasks.iter().all(|t| t.node_id.as_deref() == Some(agent.node_id.as_str())));
+        assert!(tasks
+            .iter()
+            .all(|t| t.node_id.as_deref() == Some(agent.node_id.as_str())));
     });
 
     let mut changes = h.store.watch();
-    h.modify_service(&id, |svc| svc.spec.mode = ServiceMode::Replicated { replicas: 2 })
-        .await;
+    h.modify_service(&id, |svc| {
+        svc.spec.mode = ServiceMode::Replicated { replicas: 2 }
+    })
+    .await;
     wait_running(&h, &id, 2).await;
 
     // The three retired tasks were told to go away (desired Remove) and then
@@ -88,7 +92,9 @@ async fn rolling_update_replaces_one_task_at_a_time() {
     const REPLICAS: usize = 3;
     let h = Harness::start(HEARTBEAT, true).await;
     let agent = FakeAgent::start(&h.dispatcher, "node-1").await;
-    let id = h.create_service(sleep_service("api", REPLICAS as u64)).await;
+    let id = h
+        .create_service(sleep_service("api", REPLICAS as u64))
+        .await;
     wait_running(&h, &id, REPLICAS).await;
 
     // Replay every change on a copy of the service's tasks, so that no
@@ -118,9 +124,11 @@ async fn rolling_update_replaces_one_task_at_a_time() {
         index = change.index;
         for event in &change.events {
             match event {
-                Event::Created(Object::Task(t)) | Event::Updated { new: Object::Task(t), .. }
-                    if t.service_id == id =>
-                {
+                Event::Created(Object::Task(t))
+                | Event::Updated {
+                    new: Object::Task(t),
+                    ..
+                } if t.service_id == id => {
                     tasks.insert(t.meta.id.clone(), t.clone());
                 }
                 Event::Deleted(Object::Task(t)) => {
@@ -155,7 +163,9 @@ async fn rolling_update_replaces_one_task_at_a_time() {
             let svc = s.service(&id).expect("service");
             let current = tasks_of(s, &id)
                 .iter()
-                .filter(|t| t.status.state == TaskState::Running && t.spec_version == svc.spec_version)
+                .filter(|t| {
+                    t.status.state == TaskState::Running && t.spec_version == svc.spec_version
+                })
                 .count();
             current == REPLICAS
                 && running(s, &id) == REPLICAS
@@ -179,8 +189,16 @@ async fn rolling_update_replaces_one_task_at_a_time() {
     );
     h.store.view(|s| {
         let svc = s.service(&id).expect("service");
-        for t in tasks_of(s, &id).iter().filter(|t| t.status.state == TaskState::Running) {
-            assert_eq!(t.spec.args, vec!["2000".to_string()], "task {} runs the new spec", t.meta.id);
+        for t in tasks_of(s, &id)
+            .iter()
+            .filter(|t| t.status.state == TaskState::Running)
+        {
+            assert_eq!(
+                t.spec.args,
+                vec!["2000".to_string()],
+                "task {} runs the new spec",
+                t.meta.id
+            );
             assert_eq!(t.spec_version, svc.spec_version);
         }
     });
@@ -232,7 +250,11 @@ async fn a_failed_task_is_replaced_after_its_restart_delay() {
     h.store.view(|s| {
         assert_eq!(running(s, &id), 2);
         if let Some(old) = s.task(&victim.meta.id) {
-            assert_eq!(old.status.state, TaskState::Failed, "the failed task stays failed");
+            assert_eq!(
+                old.status.state,
+                TaskState::Failed,
+                "the failed task stays failed"
+            );
         }
     });
 
@@ -274,7 +296,10 @@ async fn five_hundred_replicas_all_run() {
     let id = h.create_service(sleep_service("many", N as u64)).await;
     wait_running(&h, &id, N).await;
     let stats = h.manager.as_ref().expect("manager").stats();
-    eprintln!("{N} replicas running after {:?}; {stats:?}", start.elapsed());
+    eprintln!(
+        "{N} replicas running after {:?}; {stats:?}",
+        start.elapsed()
+    );
     // One pass per status report would be thousands; coalescing keeps the
     // count to a handful per wave of reports.
     assert!(stats.passes < 100, "{stats:?}");

@@ -128,7 +128,13 @@ pub fn describe_tasks(s: &State) -> String {
         .map(|t| {
             format!(
                 "  {} svc={} slot={} node={:?} v{} desired={} status={}\n",
-                t.meta.id, t.service_id, t.slot, t.node_id, t.spec_version, t.desired_state, t.status.state
+                t.meta.id,
+                t.service_id,
+                t.slot,
+                t.node_id,
+                t.spec_version,
+                t.desired_state,
+                t.status.state
             )
         })
         .collect()
@@ -199,7 +205,12 @@ impl FakeAgent {
         let session = Arc::new(Mutex::new(first));
         let heartbeats = Arc::new(AtomicBool::new(true));
         let (stop, stop_rx) = watch::channel(false);
-        let run = tokio::spawn(run(d.clone(), session.clone(), hostname.to_string(), stop_rx.clone()));
+        let run = tokio::spawn(run(
+            d.clone(),
+            session.clone(),
+            hostname.to_string(),
+            stop_rx.clone(),
+        ));
         let beat = tokio::spawn(heartbeat(d, session.clone(), heartbeats.clone(), stop_rx));
         FakeAgent {
             node_id,
@@ -277,7 +288,10 @@ async fn run(
                 }
             }
             Err(DispatchError::InvalidSession(_)) => {
-                match d.register(Some(s.node_id.clone()), description(&hostname)).await {
+                match d
+                    .register(Some(s.node_id.clone()), description(&hostname))
+                    .await
+                {
                     Ok(new) => *lock(&session) = new,
                     Err(e) => eprintln!("fake agent: register failed: {e}"),
                 }
