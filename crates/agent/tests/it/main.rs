@@ -2,7 +2,9 @@
 //! the exec driver (with real shims), and the agent against an in-memory
 //! dispatcher.
 
+mod agent_tests;
 mod exec_conformance;
+mod fake;
 
 use agent::{ExecDriver, ShimCommand};
 use std::path::Path;
@@ -10,11 +12,14 @@ use std::sync::Arc;
 
 /// An exec driver over `root` whose shims are this crate's test shim binary.
 pub fn exec_driver(root: &Path) -> Arc<dyn agent::Driver> {
-    Arc::new(ExecDriver::new(
-        root.to_path_buf(),
-        ShimCommand {
-            program: env!("CARGO_BIN_EXE_berth-agent-shim").into(),
-            args: vec![],
-        },
-    ))
+    Arc::new(
+        ExecDriver::new(
+            root.to_path_buf(),
+            ShimCommand {
+                program: env!("CARGO_BIN_EXE_berth-agent-shim").into(),
+                args: vec![],
+            },
+        )
+        .expect("exec driver"),
+    )
 }

@@ -60,14 +60,25 @@ impl std::fmt::Debug for ExecDriver {
 }
 
 impl ExecDriver {
-    /// A driver keeping its tasks under `root/tasks`. Logs rotate at 10 MiB, 3 files.
-    pub fn new(root: PathBuf, shim: ShimCommand) -> ExecDriver {
-        ExecDriver {
+    /// A driver keeping its tasks under `root/tasks` (created if missing). Logs
+    /// rotate at 10 MiB, 3 files. Fails when the root cannot be created or the
+    /// shim program does not exist: the node cannot run tasks then.
+    pub fn new(root: PathBuf, shim: ShimCommand) -> Result<ExecDriver, DriverError> {
+        let tasks = root.join("tasks");
+        std::fs::create_dir_all(&tasks)
+            .map_err(|e| DriverError::io(format!("creating {}", tasks.display()), e))?;
+        if !shim.program.is_file() {
+            return Err(DriverError::Runtime(format!(
+                "the shim program {} does not exist",
+                shim.program.display()
+            )));
+        }
+        Ok(ExecDriver {
             root,
             shim,
             log_max_bytes: logfile::DEFAULT_MAX_BYTES,
             log_max_files: logfile::DEFAULT_MAX_FILES,
-        }
+        })
     }
 
     /// Sets the log rotation of tasks prepared from now on.
@@ -473,16 +484,31 @@ mod tests {
 
     #[test]
     fn task_ids_cannot_escape_the_root() {
+        let root = tempfile::tempdir().expect("tempdir");
         let d = ExecDriver::new(
-            "/tmp/r".into(),
+            root.path().to_path_buf(),
             ShimCommand {
-                program: "/bin/false".into(),
+                program: "/bin/sh".into(),
                 args: vec![],
             },
-        );
+        )
+        .expect("driver");
         assert!(d.task_dir("abc-1.x_y").is_ok());
         for bad in ["", ".", "..", "a/b", "../x"] {
             assert!(d.task_dir(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn a_missing_shim_is_refused_at_once() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let shim = ShimCommand {
+            program: root.path().join("no-such-shim"),
+            args: vec![],
+        };
+        assert!(matches!(
+            ExecDriver::new(root.path().to_path_buf(), shim),
+            Err(DriverError::Runtime(_))
+        ));
     }
 }
