@@ -590,3 +590,130 @@ impl Reconciler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Records update calls; fails the first ones as told.
+    #[derive(Default)]
+    struct Recorder {
+        calls: Mutex<Vec<(String, Vec<String>)>>,
+        unavailable: Mutex<usize>,
+        valid_session: Mutex<String>,
+    }
+
+    #[async_trait::async_trait]
+    impl Dispatcher for Recorder {
+        async fn register(
+            &self,
+            _: Option<String>,
+            _: NodeDescription,
+        ) -> Result<Session, DispatchError> {
+            let s = session("s2");
+            *self.valid_session.lock().expect("lock") = s.session_id.clone();
+            Ok(s)
+        }
+        async fn assignments(
+            &self,
+            _: &Session,
+            _: Option<u64>,
+            _: Duration,
+        ) -> Result<api::dispatch::Assignments, DispatchError> {
+            Err(DispatchError::Unavailable("not in this test".into()))
+        }
+        async fn update_task_status(
+            &self,
+            s: &Session,
+            updates: Vec<TaskStatusUpdate>,
+        ) -> Result<(), DispatchError> {
+            if *self.valid_session.lock().expect("lock") != s.session_id {
+                return Err(DispatchError::InvalidSession(s.session_id.clone()));
+            }
+            let mut left = self.unavailable.lock().expect("lock");
+            if *left > 0 {
+                *left -= 1;
+                return Err(DispatchError::Unavailable("busy".into()));
+            }
+            let ids = updates.into_iter().map(|u| u.task_id).collect();
+            self.calls
+                .lock()
+                .expect("lock")
+                .push((s.session_id.clone(), ids));
+            Ok(())
+        }
+        async fn heartbeat(&self, _: &Session) -> Result<(), DispatchError> {
+            Ok(())
+        }
+    }
+
+    fn session(id: &str) -> Session {
+        Session {
+            node_id: "n1".into(),
+            session_id: id.into(),
+            heartbeat_period: Duration::from_secs(5),
+        }
+    }
+
+    fn update(id: &str) -> TaskStatusUpdate {
+        TaskStatusUpdate {
+            task_id: id.into(),
+            status: api::TaskStatus::default(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reporter_batches_retries_and_renews_the_session() {
+        let recorder = Arc::new(Recorder::default());
+        *recorder.valid_session.lock().expect("lock") = "s1".into();
+        *recorder.unavailable.lock().expect("lock") = 2;
+        let (session_tx, session_rx) = watch::channel(session("s1"));
+        let (invalid_tx, invalid_rx) = mpsc::unbounded_channel();
+        let sessions = Sessions {
+            current: session_rx,
+            invalid: invalid_tx,
+        };
+        let keeper = tokio::spawn(keep_session(
+            recorder.clone(),
+            session_tx,
+            invalid_rx,
+            NodeDescription::default(),
+        ));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let reporter = tokio::spawn(report(
+            recorder.clone(),
+            sessions,
+            rx,
+            Duration::from_millis(50),
+        ));
+
+        // Updates sent together travel together, after two refusals.
+        for id in ["a", "b", "c"] {
+            tx.send(update(id)).expect("send");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Later ones form the next batch; the session is then rejected once and renewed.
+        *recorder.valid_session.lock().expect("lock") = "expired".into();
+        tx.send(update("d")).expect("send");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        tx.send(update("e")).expect("send");
+        drop(tx);
+        tokio::time::timeout(Duration::from_secs(60), reporter)
+            .await
+            .expect("the reporter ends once its senders are gone")
+            .expect("reporter");
+        let calls = recorder.calls.lock().expect("lock").clone();
+        assert_eq!(
+            calls,
+            vec![
+                (
+                    "s1".to_string(),
+                    vec!["a".to_string(), "b".into(), "c".into()]
+                ),
+                ("s2".to_string(), vec!["d".to_string(), "e".into()]),
+            ]
+        );
+        keeper.abort();
+    }
+}
