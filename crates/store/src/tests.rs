@@ -1,0 +1,383 @@
+//! Tests of the whole store: Raft, redb log, state machine and snapshots
+//! together, on a temporary directory.
+
+use super::*;
+use api::{
+    ApplyError, Kind, Meta, Op, Service, ServiceMode, ServiceSpec, Task, TaskSpec, TaskState,
+};
+use std::time::Instant;
+use tokio::sync::broadcast::error::TryRecvError;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn task(id: &str) -> Task {
+    Task {
+        meta: Meta::new(id),
+        service_id: "s1".into(),
+        slot: 1,
+        node_id: Some("n1".into()),
+        spec: TaskSpec::exec(["sleep", "1000"]),
+        spec_version: 1,
+        desired_state: TaskState::Running,
+        status: Default::default(),
+        restarts: vec![],
+    }
+}
+
+fn service(id: &str, name: &str) -> Service {
+    Service {
+        meta: Meta::new(id),
+        spec: ServiceSpec {
+            name: name.into(),
+            labels: Default::default(),
+            mode: ServiceMode::Replicated { replicas: 1 },
+            task_template: TaskSpec::exec(["sleep", "1"]),
+            update_config: Default::default(),
+            rollback_config: Default::default(),
+        },
+        previous_spec: None,
+        spec_version: 1,
+        update_status: None,
+    }
+}
+
+fn create(t: Task) -> Vec<Op> {
+    vec![Op::Create(t.into())]
+}
+
+/// Opens `config`, retrying while the previous store on the same directory is
+/// still releasing its database file (it does so in the background when dropped).
+async fn reopen(config: &StoreConfig) -> Store {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match Store::open(config.clone()).await {
+            Ok(s) => return s,
+            Err(StoreError::Unavailable(e))
+                if e.contains("in use") && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("reopening the store: {e}"),
+        }
+    }
+}
+
+/// Waits until the Raft metrics satisfy `f`, or fails with `what`.
+async fn wait_metrics(
+    store: &Store,
+    what: &str,
+    f: impl Fn(&RaftMetrics<NodeId, openraft::BasicNode>) -> bool + Send,
+) {
+    store
+        .inner
+        .raft
+        .wait(Some(WAIT))
+        .metrics(f, what)
+        .await
+        .unwrap_or_else(|e| panic!("waiting until {what}: {e}"));
+}
+
+#[tokio::test]
+async fn open_update_view() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(StoreConfig::new(dir.path()))
+        .await
+        .expect("open");
+    assert!(store.is_leader());
+    let change = store.update(create(task("t1"))).await.expect("update");
+    assert_eq!(change.events.len(), 1);
+    store.view(|s| {
+        let t = s.task("t1").expect("task stored");
+        assert_eq!(t.meta.version, change.index, "version is the entry's index");
+        assert!(
+            t.meta.created_at.as_millis() > 0,
+            "time comes from the proposer"
+        );
+        assert_eq!(s.index(), change.index);
+    });
+    store.shutdown().await.expect("shutdown");
+    assert!(!store.is_leader());
+    let err = store.update(create(task("t2"))).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Unavailable(_)) && err.is_retryable(),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn stale_version_is_refused_and_nothing_of_the_batch_is_applied() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(StoreConfig::new(dir.path()))
+        .await
+        .expect("open");
+    store
+        .update(vec![Op::Create(service("s1", "web").into())])
+        .await
+        .expect("create");
+    let mut stale = store.view(|s| s.service("s1").cloned()).expect("service");
+    let good_version = stale.meta.version;
+    stale.meta.version -= 1;
+    stale.spec.name = "renamed".into();
+    let err = store
+        .update(vec![
+            Op::Create(task("t1").into()),
+            Op::Update(stale.into()),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Apply(ApplyError::Conflict { actual, .. }) if actual == good_version),
+        "{err}"
+    );
+    assert!(!err.is_retryable());
+    store.view(|s| {
+        assert!(s.task("t1").is_none(), "the batch's create was rolled back");
+        assert_eq!(s.service("s1").map(|s| s.spec.name.as_str()), Some("web"));
+    });
+    store.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn watch_receives_changes_in_order_and_not_refused_batches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(StoreConfig::new(dir.path()))
+        .await
+        .expect("open");
+    let mut rx = store.watch();
+    let mut want = Vec::new();
+    for i in 0..20 {
+        want.push(
+            store
+                .update(create(task(&format!("t{i}"))))
+                .await
+                .expect("update")
+                .index,
+        );
+    }
+    let dup = store.update(create(task("t0"))).await.unwrap_err();
+    assert!(
+        matches!(dup, StoreError::Apply(ApplyError::AlreadyExists { .. })),
+        "{dup}"
+    );
+    // An update with no effect (status for a missing task) is not published either.
+    store
+        .update(vec![Op::SetTaskStatus {
+            id: "gone".into(),
+            status: Default::default(),
+        }])
+        .await
+        .expect("no-op update");
+    let last = store
+        .update(vec![Op::Delete {
+            kind: Kind::Task,
+            id: "t0".into(),
+            version: None,
+        }])
+        .await
+        .expect("delete");
+    want.push(last.index);
+
+    let mut got = Vec::new();
+    while got.len() < want.len() {
+        let change = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("a change within the wait")
+            .expect("no lag");
+        assert!(!change.events.is_empty());
+        got.push(change.index);
+    }
+    assert_eq!(got, want);
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+    store.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn reopen_after_drop_keeps_every_acknowledged_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = StoreConfig::new(dir.path());
+    let store = Store::open(config.clone()).await.expect("open");
+    let mut last = 0;
+    for i in 0..50 {
+        last = store
+            .update(create(task(&format!("t{i}"))))
+            .await
+            .expect("update")
+            .index;
+    }
+    drop(store);
+
+    let store = reopen(&config).await;
+    store.view(|s| {
+        assert_eq!(s.task_count(), 50);
+        assert!(
+            s.index() > last,
+            "the reopen barrier follows the old entries"
+        );
+    });
+    let next = store
+        .update(create(task("after")))
+        .await
+        .expect("update after reopen");
+    assert!(next.index > last);
+    store.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn reopen_after_a_crash_keeps_every_acknowledged_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = StoreConfig::new(dir.path());
+    let store = Store::open(config.clone()).await.expect("open");
+    // Writers still in flight when the crash hits may or may not survive;
+    // every one that was acknowledged must.
+    let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let (store, acked) = (store.clone(), acked.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let id = format!("w{w}-{i}");
+                match store.update(create(task(&id))).await {
+                    Ok(_) => acked.lock().expect("lock").push(id),
+                    Err(_) => break,
+                }
+            }
+        }));
+    }
+    let deadline = Instant::now() + WAIT;
+    while acked.lock().expect("lock").len() < 200 {
+        assert!(Instant::now() < deadline, "writers made no progress");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    store.crash().await;
+    for w in writers {
+        w.await.expect("writer task");
+    }
+    let acked = acked.lock().expect("lock").clone();
+    drop(store);
+
+    let store = reopen(&config).await;
+    store.view(|s| {
+        for id in &acked {
+            assert!(s.task(id).is_some(), "acknowledged write {id} was lost");
+        }
+    });
+    store.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn reopen_after_snapshot_and_purge_keeps_every_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = StoreConfig {
+        snapshot_every: 10,
+        ..StoreConfig::new(dir.path())
+    };
+    let store = Store::open(config.clone()).await.expect("open");
+    let mut last = 0;
+    for i in 0..200 {
+        last = store
+            .update(create(task(&format!("t{i}"))))
+            .await
+            .expect("update")
+            .index;
+    }
+    // Snapshots are built in the background; wait for one near the end and the
+    // purge that follows it.
+    wait_metrics(&store, "a late snapshot is built and the log purged", |m| {
+        m.snapshot.map(|s| s.index).unwrap_or(0) + 10 >= last
+            && m.purged.map(|p| p.index).unwrap_or(0) + LOG_KEPT_AFTER_SNAPSHOT + 10 >= last
+    })
+    .await;
+    store.shutdown().await.expect("shutdown");
+
+    let (indexes, purged) = log_store::disk_log_indexes(&dir.path().join(LOG_FILE)).expect("log");
+    let purged = purged.expect("the purge is recorded").index;
+    assert!(purged >= 100, "purged only up to {purged}");
+    assert_eq!(
+        indexes.first().copied(),
+        Some(purged + 1),
+        "no entry at or below {purged} is left"
+    );
+    assert!(
+        indexes.len() < 100,
+        "{} entries left on disk",
+        indexes.len()
+    );
+    assert!(dir.path().join("snapshot").exists());
+
+    let store = reopen(&config).await;
+    store.view(|s| {
+        assert_eq!(s.task_count(), 200);
+        assert!(s.index() > last);
+    });
+    store
+        .update(create(task("after")))
+        .await
+        .expect("update after reopen");
+    store.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_updates_from_64_tasks_all_land() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(StoreConfig::new(dir.path()))
+        .await
+        .expect("open");
+    let mut writers = Vec::new();
+    for w in 0..64 {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            let mut indexes = Vec::new();
+            for i in 0..20 {
+                let change = store
+                    .update(create(task(&format!("w{w}-{i}"))))
+                    .await
+                    .expect("update");
+                indexes.push(change.index);
+            }
+            indexes
+        }));
+    }
+    let mut all = Vec::new();
+    for w in writers {
+        let indexes = w.await.expect("writer");
+        assert!(
+            indexes.windows(2).all(|p| p[0] < p[1]),
+            "one writer's updates apply in order"
+        );
+        all.extend(indexes);
+    }
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 64 * 20, "every update got its own entry");
+    assert_eq!(store.view(|s| s.task_count()), 64 * 20);
+    store.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_store_answers_unavailable_instead_of_hanging() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_with(StoreConfig::new(dir.path()), Duration::from_millis(300))
+        .await
+        .expect("open");
+    let stuck = store.clone();
+    // Holding the state's write lock stalls the state machine, as a wedged
+    // Raft would: the entry commits but is never applied in time.
+    let guard = store.inner.shared.write();
+    let handle = tokio::spawn(async move { stuck.update(create(task("t1"))).await });
+    let deadline = Instant::now() + WAIT;
+    while !handle.is_finished() {
+        assert!(Instant::now() < deadline, "update() hung past its timeout");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(guard);
+    let err = handle.await.expect("update task");
+    let err = err.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    // Once unstuck, the write that timed out is applied after all.
+    wait_metrics(&store, "the stalled entry is applied", |m| {
+        m.last_applied.map(|l| l.index) == m.last_log_index
+    })
+    .await;
+    assert!(store.view(|s| s.task("t1").is_some()));
+    store.shutdown().await.expect("shutdown");
+}
