@@ -1,1 +1,12 @@
-//! manager (being written).
+//! The manager's leader-only components, as Swarm has them: the orchestrator
+//! (with the restart supervisor), the scheduler, the rolling updater and the
+//! task reaper. Each is a pure function from a state snapshot and the time to a
+//! [`plan::Plan`] of store ops; a runtime loop runs them over the store.
+
+pub mod orchestrator;
+pub mod plan;
+pub mod reaper;
+pub mod restart;
+pub mod scheduler;
+pub mod updater;
+

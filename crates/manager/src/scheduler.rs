@@ -1,0 +1,408 @@
+//! The scheduler: assigns pending tasks to nodes, as Swarm's does.
+//!
+//! A node is a candidate when it is Ready and Active, satisfies the task's
+//! placement constraints and has room for its resource reservations. Among
+//! candidates the task goes to the node with the fewest tasks of the same
+//! service, then the fewest tasks overall (spread). A task that fits nowhere
+//! stays Pending with `status.err` saying why, in Swarm's words.
+//!
+//! Placement is batched and fast: pending tasks are grouped by what decides
+//! their placement (service, constraints, reservations); each group filters the
+//! nodes once and then draws from a min-heap keyed by (service tasks, all
+//! tasks), so a placement costs O(log nodes). Within a group a node's free
+//! resources only shrink, so a node found too small is dropped for good.
+
+use crate::plan::{node_available, Plan};
+use api::validate::{Constraint, ConstraintKey};
+use api::{Node, NodeRole, Op, Resources, State, Task, TaskState, TaskStatus, Timestamp};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+/// Parses a task's placement constraints.
+pub fn parse_constraints(exprs: &[String]) -> Result<Vec<Constraint>, String> {
+    exprs.iter().map(|e| Constraint::parse(e)).collect()
+}
+
+/// Whether `node` satisfies every constraint. A missing label never equals a
+/// value (so `!=` holds), as in Swarm.
+pub fn constraints_match(constraints: &[Constraint], node: &Node) -> bool {
+    constraints.iter().all(|c| {
+        let actual: Option<&str> = match &c.key {
+            ConstraintKey::NodeId => Some(&node.meta.id),
+            ConstraintKey::Hostname => Some(&node.description.hostname),
+            ConstraintKey::Role => Some(match node.spec.role {
+                NodeRole::Manager => "manager",
+                NodeRole::Worker => "worker",
+            }),
+            ConstraintKey::Label(k) => node.spec.labels.get(k).map(String::as_str),
+        };
+        (actual == Some(c.value.as_str())) == c.equal
+    })
+}
+
+/// A reservation fits when each reserved quantity is zero or available.
+fn fits(want: &Resources, free: &Resources) -> bool {
+    (want.nano_cpus == 0 || want.nano_cpus <= free.nano_cpus)
+        && (want.memory_bytes == 0 || want.memory_bytes <= free.memory_bytes)
+}
+
+/// Tasks that hold a place on their node: handed to it and not ended.
+fn occupies_node(t: &Task) -> bool {
+    t.node_id.is_some() && t.status.state >= TaskState::Assigned && !t.status.state.is_terminal()
+}
+
+/// Tasks waiting for the scheduler.
+pub fn is_pending(t: &Task) -> bool {
+    t.status.state <= TaskState::Pending && t.desired_state <= TaskState::Running
+}
+
+struct NodeSlot<'a> {
+    node: &'a Node,
+    available: bool,
+    free: Resources,
+    /// Tasks on the node, all services.
+    tasks: u32,
+}
+
+/// A placement pass over a fixed set of nodes.
+pub struct Scheduler<'a> {
+    nodes: Vec<NodeSlot<'a>>,
+    by_id: HashMap<&'a str, usize>,
+    /// Per service, its task count on each node (indexed like `nodes`).
+    per_service: HashMap<String, Vec<u32>>,
+}
+
+/// Why nodes were turned down for a task, for the pending message.
+#[derive(Default)]
+struct Refusals {
+    unavailable: usize,
+    constraints: usize,
+    resources: usize,
+}
+
+fn nodes(n: usize) -> String {
+    if n == 1 {
+        "1 node".into()
+    } else {
+        format!("{n} nodes")
+    }
+}
+
+impl Refusals {
+    fn message(&self) -> String {
+        let mut parts = Vec::new();
+        if self.unavailable > 0 {
+            parts.push(format!(
+                "{} not available for new tasks",
+                nodes(self.unavailable)
+            ));
+        }
+        if self.constraints > 0 {
+            parts.push(format!(
+                "scheduling constraints not satisfied on {}",
+                nodes(self.constraints)
+            ));
+        }
+        if self.resources > 0 {
+            parts.push(format!(
+                "insufficient resources on {}",
+                nodes(self.resources)
+            ));
+        }
+        if parts.is_empty() {
+            parts.push("no nodes in the cluster".into());
+        }
+        format!("no suitable node ({})", parts.join("; "))
+    }
+}
+
+/// What decides where a task may go; tasks that share it are placed together.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct GroupKey<'t> {
+    service: &'t str,
+    constraints: &'t [String],
+    nano_cpus: u64,
+    memory_bytes: u64,
+    /// Set for global tasks, created for one node.
+    node: Option<&'t str>,
+}
+
+impl<'a> Scheduler<'a> {
+    /// Takes the nodes and the tasks already on them (any task may be passed;
+    /// those that do not occupy a node are ignored).
+    pub fn new<'t>(
+        nodes: impl IntoIterator<Item = &'a Node>,
+        tasks: impl IntoIterator<Item = &'t Task>,
+    ) -> Scheduler<'a> {
+        let nodes: Vec<NodeSlot<'a>> = nodes
+            .into_iter()
+            .map(|n| NodeSlot {
+                node: n,
+                available: node_available(n),
+                free: n.description.resources,
+                tasks: 0,
+            })
+            .collect();
+        let by_id: HashMap<&'a str, usize> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.node.meta.id.as_str(), i))
+            .collect();
+        let mut s = Scheduler {
+            nodes,
+            by_id,
+            per_service: HashMap::new(),
+        };
+        for t in tasks {
+            if !occupies_node(t) {
+                continue;
+            }
+            let Some(&i) = t.node_id.as_deref().and_then(|id| s.by_id.get(id)) else {
+                continue;
+            };
+            if !s.per_service.contains_key(&t.service_id) {
+                s.per_service
+                    .insert(t.service_id.clone(), vec![0; s.nodes.len()]);
+            }
+            if let Some(counts) = s.per_service.get_mut(&t.service_id) {
+                counts[i] += 1;
+            }
+            let want = &t.spec.resources.reservations;
+            let slot = &mut s.nodes[i];
+            slot.tasks += 1;
+            slot.free.nano_cpus = slot.free.nano_cpus.saturating_sub(want.nano_cpus);
+            slot.free.memory_bytes = slot.free.memory_bytes.saturating_sub(want.memory_bytes);
+        }
+        s
+    }
+
+    /// Takes a service's per-node counts out of the map for a group's
+    /// duration, so the hot loop indexes a plain vector; [`Self::put_counts`]
+    /// returns it.
+    fn take_counts(&mut self, service: &str) -> Vec<u32> {
+        self.per_service
+            .remove(service)
+            .unwrap_or_else(|| vec![0; self.nodes.len()])
+    }
+
+    fn put_counts(&mut self, service: &str, counts: Vec<u32>) {
+        self.per_service.insert(service.to_string(), counts);
+    }
+
+    /// Books a task of a service whose counts are `counts` on node `i`.
+    fn book(&mut self, counts: &mut [u32], i: usize, want: &Resources) {
+        counts[i] += 1;
+        let slot = &mut self.nodes[i];
+        slot.tasks += 1;
+        slot.free.nano_cpus = slot.free.nano_cpus.saturating_sub(want.nano_cpus);
+        slot.free.memory_bytes = slot.free.memory_bytes.saturating_sub(want.memory_bytes);
+    }
+
+    /// How many tasks each node holds (indexed in the order nodes were given).
+    pub fn load(&self) -> Vec<(&'a str, u32)> {
+        self.nodes
+            .iter()
+            .map(|s| (s.node.meta.id.as_str(), s.tasks))
+            .collect()
+    }
+
+    /// Places `tasks`, returning for each (in the given order) its node, or why
+    /// it fits nowhere. Later tasks see the placements of earlier ones.
+    pub fn place<'t>(
+        &mut self,
+        tasks: impl IntoIterator<Item = &'t Task>,
+    ) -> Vec<(String, Result<String, String>)> {
+        let tasks: Vec<&Task> = tasks.into_iter().collect();
+        let mut groups: HashMap<GroupKey<'_>, Vec<usize>> = HashMap::new();
+        let mut order: Vec<GroupKey<'_>> = Vec::new();
+        for (i, t) in tasks.iter().enumerate() {
+            let r = &t.spec.resources.reservations;
+            let key = GroupKey {
+                service: &t.service_id,
+                constraints: &t.spec.placement.constraints,
+                nano_cpus: r.nano_cpus,
+                memory_bytes: r.memory_bytes,
+                node: if t.slot == 0 {
+                    t.node_id.as_deref()
+                } else {
+                    None
+                },
+            };
+            match groups.get_mut(&key) {
+                Some(v) => v.push(i),
+                None => {
+                    groups.insert(key, vec![i]);
+                    order.push(key);
+                }
+            }
+        }
+        let mut out: Vec<Option<Result<usize, String>>> = vec![None; tasks.len()];
+        // Groups go in order of first appearance, so the result does not
+        // depend on hash order.
+        for key in order {
+            let members = groups.remove(&key).unwrap_or_default();
+            let want = Resources {
+                nano_cpus: key.nano_cpus,
+                memory_bytes: key.memory_bytes,
+            };
+            let results = match key.node {
+                Some(node) => {
+                    self.place_on(node, key.service, key.constraints, &want, members.len())
+                }
+                None => self.place_group(key.service, key.constraints, &want, members.len()),
+            };
+            for (i, r) in members.into_iter().zip(results) {
+                out[i] = Some(r);
+            }
+        }
+        tasks
+            .iter()
+            .zip(out)
+            .map(|(t, r)| {
+                let r = r.unwrap_or_else(|| Err("not placed".into()));
+                (
+                    t.meta.id.clone(),
+                    r.map(|i| self.nodes[i].node.meta.id.clone()),
+                )
+            })
+            .collect()
+    }
+
+    /// `count` tasks of one service, same constraints and reservations, on any node.
+    fn place_group(
+        &mut self,
+        service: &str,
+        constraint_exprs: &[String],
+        want: &Resources,
+        count: usize,
+    ) -> Vec<Result<usize, String>> {
+        let constraints = match parse_constraints(constraint_exprs) {
+            Ok(c) => c,
+            Err(e) => return vec![Err(format!("invalid placement constraint: {e}")); count],
+        };
+        let mut refused = Refusals::default();
+        let mut counts = self.take_counts(service);
+        let mut heap: Vec<Reverse<(u32, u32, usize)>> = Vec::with_capacity(self.nodes.len());
+        for (i, s) in self.nodes.iter().enumerate() {
+            if !s.available {
+                refused.unavailable += 1;
+            } else if !constraints_match(&constraints, s.node) {
+                refused.constraints += 1;
+            } else if !fits(want, &s.free) {
+                refused.resources += 1;
+            } else {
+                heap.push(Reverse((counts[i], s.tasks, i)));
+            }
+        }
+        let mut heap = BinaryHeap::from(heap);
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            let placed = loop {
+                let Some(Reverse((svc, all, i))) = heap.pop() else {
+                    break None;
+                };
+                if !fits(want, &self.nodes[i].free) {
+                    // Free resources only shrink during the group.
+                    refused.resources += 1;
+                    continue;
+                }
+                self.book(&mut counts, i, want);
+                heap.push(Reverse((svc + 1, all + 1, i)));
+                break Some(i);
+            };
+            match placed {
+                Some(i) => out.push(Ok(i)),
+                None => {
+                    let msg = refused.message();
+                    out.resize(count, Err(msg));
+                    break;
+                }
+            }
+        }
+        self.put_counts(service, counts);
+        out
+    }
+
+    /// `count` tasks bound to one node (a global service's): check it takes them.
+    fn place_on(
+        &mut self,
+        node_id: &str,
+        service: &str,
+        constraint_exprs: &[String],
+        want: &Resources,
+        count: usize,
+    ) -> Vec<Result<usize, String>> {
+        let constraints = match parse_constraints(constraint_exprs) {
+            Ok(c) => c,
+            Err(e) => return vec![Err(format!("invalid placement constraint: {e}")); count],
+        };
+        let Some(&i) = self.by_id.get(node_id) else {
+            return vec![Err(format!("node {node_id} is not in the cluster")); count];
+        };
+        let mut counts = self.take_counts(service);
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            let s = &self.nodes[i];
+            let mut refused = Refusals::default();
+            if !s.available {
+                refused.unavailable = 1;
+            } else if !constraints_match(&constraints, s.node) {
+                refused.constraints = 1;
+            } else if !fits(want, &s.free) {
+                refused.resources = 1;
+            } else {
+                self.book(&mut counts, i, want);
+                out.push(Ok(i));
+                continue;
+            }
+            out.push(Err(refused.message()));
+        }
+        self.put_counts(service, counts);
+        out
+    }
+}
+
+/// Assigns every pending task that fits somewhere; records why the others wait.
+pub fn reconcile(state: &State, now: Timestamp) -> Plan {
+    let pending: Vec<&Task> = state.tasks().filter(|t| is_pending(t)).collect();
+    let mut plan = Plan::default();
+    if pending.is_empty() {
+        return plan;
+    }
+    let mut scheduler = Scheduler::new(state.nodes(), state.tasks());
+    let results = scheduler.place(pending.iter().copied());
+    for (t, (_, result)) in pending.into_iter().zip(results) {
+        match result {
+            Ok(node) => {
+                let mut t = t.clone();
+                t.node_id = Some(node);
+                t.status = TaskStatus {
+                    state: TaskState::Assigned,
+                    timestamp: now,
+                    message: "scheduler assigned task to node".into(),
+                    ..TaskStatus::default()
+                };
+                plan.ops.push(Op::Update(t.into()));
+            }
+            Err(why) => {
+                // Rewriting an unchanged reason would wake every component
+                // for nothing, over and over.
+                if t.status.err.as_deref() == Some(why.as_str())
+                    && t.status.state == TaskState::Pending
+                {
+                    continue;
+                }
+                let mut t = t.clone();
+                t.status = TaskStatus {
+                    state: TaskState::Pending,
+                    timestamp: now,
+                    message: "pending task scheduling".into(),
+                    err: Some(why),
+                    ..TaskStatus::default()
+                };
+                plan.ops.push(Op::Update(t.into()));
+            }
+        }
+    }
+    plan
+}
