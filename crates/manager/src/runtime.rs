@@ -60,6 +60,9 @@ pub struct ManagerStats {
     pub plans_refused: u64,
     /// Store updates that failed for another reason (unavailable, storage).
     pub store_errors: u64,
+    /// The store index the last completed pass started from: every change
+    /// up to it has been acted on.
+    pub seen_index: u64,
 }
 
 #[derive(Default)]
@@ -68,6 +71,7 @@ struct Counters {
     plans_applied: AtomicU64,
     plans_refused: AtomicU64,
     store_errors: AtomicU64,
+    seen_index: AtomicU64,
 }
 
 /// The running control loop of one manager.
@@ -111,6 +115,7 @@ impl Manager {
             plans_applied: c.plans_applied.load(Ordering::Relaxed),
             plans_refused: c.plans_refused.load(Ordering::Relaxed),
             store_errors: c.store_errors.load(Ordering::Relaxed),
+            seen_index: c.seen_index.load(Ordering::Relaxed),
         }
     }
 
@@ -196,6 +201,7 @@ async fn run_pass(store: &Store, counters: &Counters) -> Next {
     // Wall-clock time goes into the plans: it is stored in objects and compared
     // with timestamps the store holds.
     let now = Timestamp::now();
+    let start_index = store.view(|s| s.index());
     let mut wake_at: Option<Timestamp> = None;
     for (name, component) in COMPONENTS {
         let plan = store.view(|state| component(state, now));
@@ -227,6 +233,7 @@ async fn run_pass(store: &Store, counters: &Counters) -> Next {
             }
         }
     }
+    counters.seen_index.store(start_index, Ordering::Relaxed);
     Next::Wait(wake_at)
 }
 

@@ -307,3 +307,38 @@ async fn five_hundred_replicas_all_run() {
     agent.stop().await;
     h.stop().await;
 }
+
+/// After the manager restarts, the agent re-registers under its node id and
+/// keeps its tasks: nothing is started twice, nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_manager_keeps_the_running_tasks() {
+    let h = Harness::start(HEARTBEAT, true).await;
+    let agent = FakeAgent::start(&h.dispatcher, "node-1").await;
+    let id = h.create_service(sleep_service("steady", 3)).await;
+    wait_running(&h, &id, 3).await;
+    let before: HashSet<String> = h
+        .store
+        .view(|s| tasks_of(s, &id).iter().map(|t| t.meta.id.clone()).collect());
+    let node_id = agent.node_id.clone();
+    agent.stop().await;
+
+    let h = h.restart().await;
+    let agent = FakeAgent::start_as(&h.dispatcher, "node-1", Some(node_id.clone())).await;
+    assert_eq!(agent.node_id, node_id, "the node keeps its identity");
+    // Wait until the new control loop has acted on the state with the
+    // re-registration in it, then check nothing moved.
+    let registered = h.store.view(|s| s.index());
+    let manager = h.manager.as_ref().expect("manager");
+    crate::support::eventually("a control pass after the re-registration", || {
+        manager.stats().seen_index >= registered
+    })
+    .await;
+    wait_running(&h, &id, 3).await;
+    let after: HashSet<String> = h
+        .store
+        .view(|s| tasks_of(s, &id).iter().map(|t| t.meta.id.clone()).collect());
+    assert_eq!(after, before, "the same tasks run after the restart");
+
+    agent.stop().await;
+    h.stop().await;
+}

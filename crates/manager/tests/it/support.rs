@@ -21,7 +21,7 @@ pub struct Harness {
     pub store: Store,
     pub manager: Option<Manager>,
     pub dispatcher: LocalDispatcher,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Harness {
@@ -29,10 +29,7 @@ impl Harness {
     /// a dispatcher, and the control loop if `with_manager`.
     pub async fn start(heartbeat_period: Duration, with_manager: bool) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(StoreConfig::new(dir.path().join("store")))
-            .await
-            .expect("open store");
-        eventually("the store to lead", || store.is_leader()).await;
+        let store = open_store(&dir).await;
         let mut cluster = api::Cluster::new("test");
         cluster.heartbeat_period = heartbeat_period;
         store
@@ -49,7 +46,41 @@ impl Harness {
             store,
             manager,
             dispatcher,
-            _dir: dir,
+            dir,
+        }
+    }
+
+    /// Stops the manager and the store and starts them again on the same
+    /// data, with a new dispatcher that knows no session, as after a crash.
+    pub async fn restart(self) -> Harness {
+        let Harness {
+            store,
+            manager,
+            dispatcher,
+            dir,
+        } = self;
+        if let Some(m) = &manager {
+            eprintln!("manager before restart: {:?}", m.stats());
+        }
+        let with_manager = manager.is_some();
+        if let Some(m) = manager {
+            m.shutdown().await;
+        }
+        drop(dispatcher);
+        store.shutdown().await.expect("store shutdown");
+        drop(store);
+        let store = open_store(&dir).await;
+        let manager = if with_manager {
+            Some(Manager::start(store.clone(), ManagerConfig::default()).await)
+        } else {
+            None
+        };
+        let dispatcher = LocalDispatcher::new(store.clone(), api::NodeRole::Manager);
+        Harness {
+            store,
+            manager,
+            dispatcher,
+            dir,
         }
     }
 
@@ -112,6 +143,22 @@ impl Harness {
         }
         panic!("service {id} kept changing under the test");
     }
+}
+
+async fn open_store(dir: &tempfile::TempDir) -> Store {
+    // The previous process's lock on the log file may take a moment to go.
+    let deadline = Instant::now() + TIMEOUT;
+    let store = loop {
+        match Store::open(StoreConfig::new(dir.path().join("store"))).await {
+            Ok(store) => break store,
+            Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("opening the store: {e}"),
+        }
+    };
+    eventually("the store to lead", || store.is_leader()).await;
+    store
 }
 
 /// Polls a condition that has no change to wait on, with a deadline.
@@ -196,9 +243,19 @@ pub struct FakeAgent {
 
 impl FakeAgent {
     pub async fn start(dispatcher: &LocalDispatcher, hostname: &str) -> FakeAgent {
+        FakeAgent::start_as(dispatcher, hostname, None).await
+    }
+
+    /// An agent that registers with the node id it had before, as a
+    /// restarted agent does.
+    pub async fn start_as(
+        dispatcher: &LocalDispatcher,
+        hostname: &str,
+        node_id: Option<String>,
+    ) -> FakeAgent {
         let d = dispatcher.clone();
         let first = d
-            .register(None, description(hostname))
+            .register(node_id, description(hostname))
             .await
             .expect("register");
         let node_id = first.node_id.clone();
