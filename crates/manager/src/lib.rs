@@ -10,3 +10,8 @@ pub mod restart;
 pub mod scheduler;
 pub mod updater;
 
+pub mod dispatcher;
+pub mod runtime;
+
+pub use dispatcher::{DispatcherConfig, LocalDispatcher};
+pub use runtime::{Manager, ManagerConfig, ManagerStats};
