@@ -30,6 +30,7 @@ pub const HEARTBEAT_FAILURE: &str = "heartbeat failure";
 /// Attempts at a read-modify-write of a node before giving up on conflicts.
 const NODE_WRITE_ATTEMPTS: usize = 5;
 
+/// How a [`LocalDispatcher`] makes nodes and writes status reports.
 #[derive(Clone, Debug)]
 pub struct DispatcherConfig {
     /// The role given to nodes this dispatcher creates (`berth up`'s node is a
