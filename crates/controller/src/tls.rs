@@ -1,0 +1,135 @@
+//! The API's TLS: a self-signed server certificate made on first start and kept
+//! in the data dir (the cluster root CA replaces it with the HA issue), and the
+//! accept loop that serves the router over it.
+
+use axum::Router;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("making the API certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("the API certificate or key is not valid: {0}")]
+    Invalid(String),
+}
+
+/// The API's certificate and key, PEM-encoded.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Reads `dir/api-cert.pem` and `dir/api-key.pem`, or makes them (valid for
+/// `names`: host names and IP addresses) when they do not exist yet.
+pub fn load_or_create(dir: &Path, names: &[String]) -> Result<TlsFiles, TlsError> {
+    let cert_path = dir.join("api-cert.pem");
+    let key_path = dir.join("api-key.pem");
+    let io = |p: &Path| {
+        let path = p.display().to_string();
+        move |source| TlsError::Io { path, source }
+    };
+    if cert_path.exists() && key_path.exists() {
+        return Ok(TlsFiles {
+            cert_pem: std::fs::read_to_string(&cert_path).map_err(io(&cert_path))?,
+            key_pem: std::fs::read_to_string(&key_path).map_err(io(&key_path))?,
+        });
+    }
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let ck = rcgen::generate_simple_self_signed(names.to_vec())?;
+    let files = TlsFiles {
+        cert_pem: ck.cert.pem(),
+        key_pem: ck.key_pair.serialize_pem(),
+    };
+    write_private(&key_path, files.key_pem.as_bytes()).map_err(io(&key_path))?;
+    std::fs::write(&cert_path, files.cert_pem.as_bytes()).map_err(io(&cert_path))?;
+    Ok(files)
+}
+
+/// Writes a file readable by its owner only, atomically.
+pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(files.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| TlsError::Invalid(e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(files.key_pem.as_bytes())
+        .map_err(|e| TlsError::Invalid(e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Invalid(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Invalid(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Serves `app` over TLS on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, remote) = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!(error = %e, "accepting an API connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let stream = match acceptor.accept(tcp).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await
+            {
+                tracing::debug!(%remote, error = %e, "API connection ended with an error");
+            }
+        });
+    }
+}

@@ -1,0 +1,58 @@
+//! Request and response bodies of the API that are not stored objects
+//! themselves. The CLI uses these same types.
+
+use api::{Service, ServiceSpec};
+use serde::{Deserialize, Serialize};
+
+/// `GET /api/v1/info`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Info {
+    /// berth version of the answering manager.
+    pub version: String,
+    pub cluster_name: String,
+    /// Store index the answer was read at.
+    pub index: u64,
+    pub leader: bool,
+    pub nodes: usize,
+    pub services: usize,
+    pub tasks: usize,
+}
+
+/// A service with counts of its tasks, as `service ls` shows them.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ServiceWithStatus {
+    #[serde(flatten)]
+    pub service: Service,
+    pub service_status: ServiceStatus,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ServiceStatus {
+    /// Tasks whose desired and observed state are both running.
+    pub running_tasks: u64,
+    /// Tasks that should be running.
+    pub desired_tasks: u64,
+}
+
+/// `POST /api/v1/services` answers with the new service's id and version.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Created {
+    pub id: String,
+    pub version: u64,
+}
+
+/// `POST /api/v1/services/{id}/update`: the new spec and the version it was
+/// based on (a stale version is refused with 409, as `docker service update`).
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateService {
+    pub version: u64,
+    pub spec: ServiceSpec,
+}
+
+/// `POST /api/v1/services/{id}/rollback`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rollback {
+    pub version: u64,
+}

@@ -1,0 +1,195 @@
+//! The controller's router driven with `oneshot`, without a socket, over a real
+//! store in a temp dir: authentication, validation, versions, resolution.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+struct NoLogs;
+
+#[async_trait::async_trait]
+impl controller::LogSource for NoLogs {
+    async fn task_logs(
+        &self,
+        _task: &api::Task,
+        _tail: Option<usize>,
+        _since: Option<api::Timestamp>,
+    ) -> Result<Vec<api::dispatch::LogLine>, String> {
+        Ok(vec![])
+    }
+}
+
+const TOKEN: &str = "test-token";
+
+async fn app() -> (axum::Router, store::Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::Store::open(store::StoreConfig::new(dir.path()))
+        .await
+        .unwrap();
+    let state = controller::AppState {
+        store: store.clone(),
+        logs: Arc::new(NoLogs),
+        admin_token_sha256: controller::auth::token_hash(TOKEN),
+    };
+    (controller::app(state), store, dir)
+}
+
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    token: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = match body {
+        Some(b) => req
+            .header("content-type", "application/json")
+            .body(Body::from(b.to_string()))
+            .unwrap(),
+        None => req.body(Body::empty()).unwrap(),
+    };
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn services_are_created_read_updated_and_removed_through_the_router() {
+    let (app, store, _dir) = app().await;
+    let spec = json!({"name": "web", "mode": {"replicated": {"replicas": 2}}, "task_template": {"command": ["sleep", "9"]}});
+
+    let (s, _) = call(&app, "GET", "/api/v1/services", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = call(&app, "GET", "/api/v1/services", None, Some("wrong")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    let (s, created) = call(
+        &app,
+        "POST",
+        "/api/v1/services",
+        Some(spec.clone()),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+
+    // By name, by id, by unique prefix.
+    for key in ["web", id.as_str(), &id[..6]] {
+        let (s, svc) = call(
+            &app,
+            "GET",
+            &format!("/api/v1/services/{key}"),
+            None,
+            Some(TOKEN),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{key}: {svc}");
+        assert_eq!(svc["spec"]["name"], "web");
+        assert_eq!(svc["service_status"]["desired_tasks"], 2);
+    }
+
+    // Renaming is refused; a template change bumps spec_version and keeps the previous spec.
+    let version = created["version"].as_u64().unwrap();
+    let mut renamed = spec.clone();
+    renamed["name"] = json!("other");
+    let (s, e) = call(
+        &app,
+        "POST",
+        "/api/v1/services/web/update",
+        Some(json!({"version": version, "spec": renamed})),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(
+        (s, e["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("spec.name")),
+        "{e}"
+    );
+    let mut changed = spec.clone();
+    changed["task_template"]["env"] = json!(["A=1"]);
+    let (s, e) = call(
+        &app,
+        "POST",
+        "/api/v1/services/web/update",
+        Some(json!({"version": version, "spec": changed})),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    let svc = store.view(|st| st.service_by_name("web").cloned()).unwrap();
+    assert_eq!(svc.spec_version, 2);
+    assert!(svc.previous_spec.is_some());
+    // The same (now stale) version again is a conflict.
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/api/v1/services/web/update",
+        Some(json!({"version": version, "spec": spec})),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    // Rollback swaps the specs back.
+    let (s, e) = call(
+        &app,
+        "POST",
+        "/api/v1/services/web/rollback",
+        Some(json!({"version": svc.meta.version})),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    let svc = store.view(|st| st.service_by_name("web").cloned()).unwrap();
+    assert!(svc.spec.task_template.env.is_empty());
+    assert_eq!(svc.spec_version, 3);
+
+    let (s, _) = call(&app, "DELETE", "/api/v1/services/web", None, Some(TOKEN)).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, e) = call(&app, "GET", "/api/v1/services/web", None, Some(TOKEN)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{e}");
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn health_and_openapi_need_no_credential() {
+    let (app, store, _dir) = app().await;
+    let req = Request::builder()
+        .uri("/healthz")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        app.clone().oneshot(req).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let (s, doc) = call(&app, "GET", "/openapi.json", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    for path in [
+        "/api/v1/services",
+        "/api/v1/services/{id}/update",
+        "/api/v1/tasks",
+        "/api/v1/nodes",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    assert!(
+        doc["components"]["schemas"]["ServiceSpec"].is_object(),
+        "ServiceSpec schema missing"
+    );
+    store.shutdown().await.unwrap();
+}
