@@ -406,3 +406,200 @@ pub fn reconcile(state: &State, now: Timestamp) -> Plan {
     }
     plan
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::testutil::*;
+    use api::*;
+    use std::collections::BTreeMap;
+
+    fn pending(w: &mut World, svc: &Service, n: u64) {
+        for slot in 1..=n {
+            w.create(T0, crate::plan::new_task(svc, slot, None, vec![], T0));
+        }
+    }
+
+    fn placement(w: &World, svc: &str) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for t in w.tasks(svc) {
+            if let Some(n) = t.node_id {
+                *m.entry(n).or_default() += 1;
+            }
+        }
+        m
+    }
+
+    fn schedule(w: &mut World) {
+        let plan = reconcile(&w.state, at(1));
+        w.apply(at(1), plan.ops);
+    }
+
+    #[test]
+    fn spreads_a_service_then_all_tasks() {
+        let mut w = World::new();
+        for n in ["n1", "n2", "n3"] {
+            w.add_node(n);
+        }
+        let a = replicated("a", 2);
+        w.create(T0, a.clone());
+        pending(&mut w, &a, 2);
+        schedule(&mut w);
+        // a's two tasks land on n1 and n2 (ties go to the first node).
+        assert_eq!(placement(&w, "a").len(), 2);
+        let b = replicated("b", 4);
+        w.create(T0, b.clone());
+        pending(&mut w, &b, 4);
+        schedule(&mut w);
+        let pb = placement(&w, "b");
+        // b spreads over all three nodes; its 4th task goes to the node that
+        // has the fewest tasks overall, the one a left empty.
+        let a_nodes: Vec<String> = placement(&w, "a").into_keys().collect();
+        let free = ["n1", "n2", "n3"]
+            .into_iter()
+            .find(|n| !a_nodes.iter().any(|a| a == n))
+            .expect("one node without a");
+        assert_eq!(pb.get(free), Some(&2), "{pb:?}");
+        assert_eq!(pb.values().sum::<usize>(), 4);
+        for t in w.tasks("b") {
+            assert_eq!(t.status.state, TaskState::Assigned);
+        }
+    }
+
+    #[test]
+    fn constraints_select_nodes() {
+        let mut w = World::new();
+        for n in ["n1", "n2", "n3"] {
+            w.add_node(n);
+        }
+        w.update_node("n2", |n| {
+            n.spec.labels.insert("zone".into(), "east".into());
+        });
+        w.update_node("n3", |n| n.spec.role = NodeRole::Manager);
+        let cases: [(&str, &[&str]); 6] = [
+            ("node.labels.zone==east", &["n2"]),
+            ("node.labels.zone!=east", &["n1", "n3"]),
+            ("node.role==manager", &["n3"]),
+            ("node.role!=manager", &["n1", "n2"]),
+            ("node.hostname==host-n1", &["n1"]),
+            ("node.id!=n1", &["n2", "n3"]),
+        ];
+        for (i, (expr, want)) in cases.into_iter().enumerate() {
+            let mut svc = replicated(&format!("s{i}"), 6);
+            svc.spec.task_template.placement.constraints = vec![expr.into()];
+            w.create(T0, svc.clone());
+            pending(&mut w, &svc, 6);
+            schedule(&mut w);
+            let got: Vec<String> = placement(&w, &svc.meta.id).into_keys().collect();
+            assert_eq!(got, want.to_vec(), "{expr}");
+        }
+    }
+
+    #[test]
+    fn reservations_must_fit_and_running_tasks_hold_theirs() {
+        let mut w = World::new();
+        w.add_node("n1"); // 4 CPUs, 8 GiB
+        let mut svc = replicated("s", 5);
+        svc.spec.task_template.resources.reservations.nano_cpus = 1_000_000_000;
+        w.create(T0, svc.clone());
+        pending(&mut w, &svc, 5);
+        schedule(&mut w);
+        let tasks = w.tasks("s");
+        let assigned = tasks
+            .iter()
+            .filter(|t| t.status.state == TaskState::Assigned)
+            .count();
+        assert_eq!(assigned, 4);
+        let waiting: Vec<&Task> = tasks
+            .iter()
+            .filter(|t| t.status.state == TaskState::Pending)
+            .collect();
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(
+            waiting[0].status.err.as_deref(),
+            Some("no suitable node (insufficient resources on 1 node)")
+        );
+        // A zero reservation always fits, even on a full node.
+        let free = replicated("free", 1);
+        w.create(T0, free.clone());
+        pending(&mut w, &free, 1);
+        schedule(&mut w);
+        assert_eq!(placement(&w, "free").len(), 1);
+        // A new pass counts the assigned tasks' reservations: still no room.
+        let plan = reconcile(&w.state, at(2));
+        assert!(plan.ops.is_empty(), "the unchanged reason is not rewritten");
+    }
+
+    #[test]
+    fn pending_reason_names_each_cause() {
+        let mut w = World::new();
+        for n in ["n1", "n2", "n3", "n4"] {
+            w.add_node(n);
+        }
+        w.update_node("n1", |n| n.status.state = NodeState::Down);
+        w.update_node("n2", |n| n.spec.availability = Availability::Drain);
+        w.update_node("n3", |n| n.spec.availability = Availability::Pause);
+        w.update_node("n4", |n| n.description.resources.memory_bytes = 1);
+        let mut svc = replicated("s", 1);
+        svc.spec.task_template.resources.reservations.memory_bytes = 1 << 20;
+        w.create(T0, svc.clone());
+        pending(&mut w, &svc, 1);
+        schedule(&mut w);
+        let t = &w.tasks("s")[0];
+        assert_eq!(t.status.state, TaskState::Pending);
+        assert_eq!(
+            t.status.err.as_deref(),
+            Some("no suitable node (3 nodes not available for new tasks; insufficient resources on 1 node)")
+        );
+        let mut c = replicated("c", 1);
+        c.spec.task_template.placement.constraints = vec!["node.labels.x==y".into()];
+        w.update_node("n4", |n| n.description.resources.memory_bytes = 1 << 30);
+        w.create(T0, c.clone());
+        pending(&mut w, &c, 1);
+        schedule(&mut w);
+        assert_eq!(
+            w.tasks("c")[0].status.err.as_deref(),
+            Some("no suitable node (3 nodes not available for new tasks; scheduling constraints not satisfied on 1 node)")
+        );
+        // Once a node can take it, the task is assigned and the reason cleared.
+        assert_eq!(w.tasks("s")[0].status.state, TaskState::Assigned);
+    }
+
+    #[test]
+    fn no_nodes_at_all() {
+        let mut w = World::new();
+        let svc = replicated("s", 1);
+        w.create(T0, svc.clone());
+        pending(&mut w, &svc, 1);
+        schedule(&mut w);
+        assert_eq!(
+            w.tasks("s")[0].status.err.as_deref(),
+            Some("no suitable node (no nodes in the cluster)")
+        );
+    }
+
+    #[test]
+    fn place_returns_results_in_input_order_and_sees_earlier_placements() {
+        let nodes: Vec<Node> = ["n1", "n2"].into_iter().map(node).collect();
+        let a = replicated("a", 1);
+        let b = replicated("b", 1);
+        let tasks: Vec<Task> = vec![
+            crate::plan::new_task(&a, 1, None, vec![], T0),
+            crate::plan::new_task(&b, 1, None, vec![], T0),
+            crate::plan::new_task(&a, 2, None, vec![], T0),
+        ];
+        let mut s = Scheduler::new(nodes.iter(), std::iter::empty::<&Task>());
+        let out = s.place(tasks.iter());
+        let ids: Vec<&str> = out.iter().map(|(id, _)| id.as_str()).collect();
+        let want: Vec<&str> = tasks.iter().map(|t| t.meta.id.as_str()).collect();
+        assert_eq!(ids, want);
+        let nodes_of: Vec<&str> = out
+            .iter()
+            .map(|(_, r)| r.as_deref().unwrap_or("-"))
+            .collect();
+        // Tasks are placed by group in order of first appearance: a's two
+        // spread over n1 and n2, then b takes the first of two equal nodes.
+        assert_eq!(nodes_of, vec!["n1", "n1", "n2"]);
+        assert_eq!(s.load(), vec![("n1", 2), ("n2", 1)]);
+    }
+}

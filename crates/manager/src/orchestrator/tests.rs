@@ -384,3 +384,111 @@ fn duplicate_live_tasks_in_a_slot_are_reduced_to_one() {
     w.settle(at(2), &only_orchestrator(), false);
     assert_eq!(w.live("s").len(), 1);
 }
+
+/// Orchestrator, scheduler, updater and reaper with a simulated agent converge
+/// to exactly `replicas` running tasks, one per slot, whatever happens first.
+mod convergence {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Event {
+        Scale(u64),
+        NodeDown(usize),
+        Drain(usize),
+        Pause(usize),
+        Crash(usize),
+        NewSpec,
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            (0u64..12).prop_map(Event::Scale),
+            (0usize..6).prop_map(Event::NodeDown),
+            (0usize..6).prop_map(Event::Drain),
+            (0usize..6).prop_map(Event::Pause),
+            (0usize..20).prop_map(Event::Crash),
+            Just(Event::NewSpec),
+        ]
+    }
+
+    /// Settles, following wake-ups, and checks that no slot ever runs twice.
+    fn converge(w: &mut World, now: &mut Timestamp) {
+        for _ in 0..50 {
+            let wake = w.settle(*now, &ALL, true);
+            let mut slots: Vec<u64> = w.running("s").iter().map(|t| t.slot).collect();
+            let n = slots.len();
+            slots.dedup();
+            assert_eq!(slots.len(), n, "a slot runs twice");
+            match wake {
+                Some(t) if t > *now => *now = t,
+                Some(_) => *now = now.plus(secs(1)),
+                None => return,
+            }
+        }
+        panic!("wake-ups never end");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn converges_to_the_replica_count(
+            replicas in 0u64..12,
+            nodes in 1usize..6,
+            events in proptest::collection::vec(event(), 0..8),
+        ) {
+            let mut w = World::new();
+            let names: Vec<String> = (0..nodes).map(|i| format!("n{i}")).collect();
+            for n in &names {
+                w.add_node(n);
+            }
+            let mut svc = replicated("s", replicas);
+            // A crash during an update would pause it (rightly); this property
+            // is about convergence, so updates carry on through failures.
+            svc.spec.update_config.failure_action = FailureAction::Continue;
+            w.create(T0, svc);
+            let mut now = at(1);
+            converge(&mut w, &mut now);
+            let mut want = replicas;
+            for e in events {
+                match e {
+                    Event::Scale(r) => {
+                        want = r;
+                        w.update_service(now, "s", |s| s.spec.mode = ServiceMode::Replicated { replicas: r });
+                    }
+                    Event::NodeDown(i) => w.update_node(&names[i % nodes], |n| n.status.state = NodeState::Down),
+                    Event::Drain(i) => w.update_node(&names[i % nodes], |n| n.spec.availability = Availability::Drain),
+                    Event::Pause(i) => w.update_node(&names[i % nodes], |n| n.spec.availability = Availability::Pause),
+                    Event::Crash(i) => {
+                        let running = w.running("s");
+                        if !running.is_empty() {
+                            let t = &running[i % running.len()];
+                            w.set_status(now, &t.meta.id, TaskState::Failed, Some(1));
+                        }
+                    }
+                    Event::NewSpec => w.update_service(now, "s", |s| {
+                        s.previous_spec = Some(s.spec.clone());
+                        s.spec.task_template.args.push("x".into());
+                        s.spec_version += 1;
+                        s.update_status = None;
+                    }),
+                }
+                converge(&mut w, &mut now);
+            }
+            // Heal every node: the service must then run exactly as asked.
+            for n in &names {
+                w.update_node(n, |n| {
+                    n.status.state = NodeState::Ready;
+                    n.spec.availability = Availability::Active;
+                });
+            }
+            converge(&mut w, &mut now);
+            let running = w.running("s");
+            let slots: Vec<u64> = running.iter().map(|t| t.slot).collect();
+            prop_assert_eq!(slots, (1..=want).collect::<Vec<u64>>());
+            let template = w.state.service("s").map(|s| s.spec.task_template.clone());
+            prop_assert!(running.iter().all(|t| Some(&t.spec) == template.as_ref()), "all tasks run the current spec");
+            prop_assert!(w.live("s").len() as u64 == want, "no extra live tasks");
+        }
+    }
+}
