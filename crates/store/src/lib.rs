@@ -25,7 +25,7 @@ mod tests;
 
 use crate::log_store::{LogStore, Writer};
 use crate::state_machine::{Applied, Shared, StateMachine};
-use crate::types::{NodeId, Raft};
+use crate::types::{NodeId, Proposal, Raft};
 use openraft::error::{ClientWriteError, Fatal, RaftError};
 use openraft::{RaftMetrics, ServerState, SnapshotPolicy};
 use std::collections::BTreeSet;
@@ -33,7 +33,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 /// How long `update` waits for its entry to be committed and applied.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,6 +44,8 @@ const WATCH_CAPACITY: usize = 1024;
 /// Log entries kept after a snapshot, so that a follower just behind the
 /// snapshot can still catch up from the log instead of a whole snapshot.
 const LOG_KEPT_AFTER_SNAPSHOT: u64 = 64;
+/// Most `update()` batches carried by one log entry; bounds an entry's size.
+const MAX_BATCHES_PER_ENTRY: usize = 1024;
 /// The redb file holding the Raft log and vote, inside [`StoreConfig::dir`].
 const LOG_FILE: &str = "raft.redb";
 
@@ -86,7 +88,7 @@ impl StoreConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// Refused by the state machine (404/409 to the user); nothing was applied.
     #[error(transparent)]
@@ -124,6 +126,8 @@ impl std::fmt::Debug for Store {
 
 struct Inner {
     raft: Raft,
+    /// To the proposer task, which turns waiting updates into log entries.
+    proposals: mpsc::UnboundedSender<Request>,
     metrics: watch::Receiver<RaftMetrics<NodeId, openraft::BasicNode>>,
     shared: Arc<Shared>,
     writer: Writer,
@@ -203,8 +207,11 @@ impl Store {
                 return Err(fatal(e));
             }
         };
+        let (proposals, requests) = mpsc::unbounded_channel();
+        tokio::spawn(run_proposer(raft.clone(), requests));
         let store = Store {
             inner: Arc::new(Inner {
+                proposals,
                 metrics: raft.metrics(),
                 raft,
                 shared,
@@ -256,7 +263,7 @@ impl Store {
         // A barrier: once an entry proposed now is applied, every entry before
         // it is applied too, including ones that were durable in the log but
         // not yet known committed when the previous process died.
-        tokio::time::timeout(OPEN_TIMEOUT, raft.client_write(api::Batch::new(vec![])))
+        tokio::time::timeout(OPEN_TIMEOUT, raft.client_write(Proposal::default()))
             .await
             .map_err(|_| StoreError::Unavailable("catching up with the log timed out".into()))?
             .map_err(write_error)?;
@@ -279,14 +286,23 @@ impl Store {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable("the store is shut down".into()));
         }
-        let write = self.inner.raft.client_write(api::Batch::new(ops));
-        match tokio::time::timeout(self.inner.write_timeout, write).await {
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            batch: api::Batch::new(ops),
+            reply,
+        };
+        if self.inner.proposals.send(request).is_err() {
+            return Err(StoreError::Unavailable("the store is shut down".into()));
+        }
+        match tokio::time::timeout(self.inner.write_timeout, answer).await {
             Err(_) => Err(StoreError::Unavailable(format!(
                 "the write was not applied within {:?}; it may still be",
                 self.inner.write_timeout
             ))),
-            Ok(Ok(resp)) => resp.data.map_err(StoreError::Apply),
-            Ok(Err(e)) => Err(write_error(e)),
+            Ok(Err(_)) => Err(StoreError::Unavailable(
+                "the store stopped before answering; the write may be applied".into(),
+            )),
+            Ok(Ok(result)) => result,
         }
     }
 
@@ -327,6 +343,49 @@ impl Store {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.writer.halt().await;
         let _ = self.inner.raft.shutdown().await;
+    }
+}
+
+/// One `update()` waiting for its batch to be applied.
+struct Request {
+    batch: api::Batch,
+    reply: oneshot::Sender<Result<api::Change, StoreError>>,
+}
+
+/// Turns waiting updates into log entries, one entry at a time: while an entry
+/// is being made durable and applied, the updates that arrive queue up and all
+/// go into the next entry. Ends when the store is dropped.
+async fn run_proposer(raft: Raft, mut requests: mpsc::UnboundedReceiver<Request>) {
+    while let Some(first) = requests.recv().await {
+        let mut waiting = vec![first];
+        while waiting.len() < MAX_BATCHES_PER_ENTRY {
+            match requests.try_recv() {
+                Ok(r) => waiting.push(r),
+                Err(_) => break,
+            }
+        }
+        // A caller that already gave up (timed out) was told its write may or
+        // may not be applied; not proposing it is the cheaper of the two.
+        waiting.retain(|r| !r.reply.is_closed());
+        if waiting.is_empty() {
+            continue;
+        }
+        let (batches, replies): (Vec<_>, Vec<_>) =
+            waiting.into_iter().map(|r| (r.batch, r.reply)).unzip();
+        match raft.client_write(Proposal { batches }).await {
+            // The state machine answers one result per batch, in order.
+            Ok(resp) => {
+                for (reply, result) in replies.into_iter().zip(resp.data) {
+                    let _ = reply.send(result.map_err(StoreError::Apply));
+                }
+            }
+            Err(e) => {
+                let e = write_error(e);
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
     }
 }
 

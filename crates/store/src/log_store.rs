@@ -1,12 +1,14 @@
 //! The Raft log and vote, durable in redb.
 //!
 //! redb takes one write transaction at a time and every durable commit costs an
-//! fsync, so all writes go through one writer thread that groups whatever has
-//! queued up while the previous commit was syncing into the next transaction
-//! (group commit). openraft calls [`RaftLogStorage::append`] once per proposed
-//! entry; with 64 concurrent proposers the writer typically commits dozens of
-//! entries per fsync. The writer processes operations strictly in the order they
-//! were queued, which is the ordering openraft requires of log and vote I/O.
+//! fsync, so all writes go through one writer thread that folds whatever has
+//! queued up while the previous commit was syncing into the next transaction.
+//! openraft 0.9 waits for each append to be flushed before it appends again, so
+//! concurrent writers are batched earlier, into one entry (see
+//! [`Proposal`](crate::types::Proposal)); the writer's grouping mostly saves the
+//! committed-id writes a sync of their own. Operations are processed strictly in
+//! the order they were queued, which is the ordering openraft requires of log
+//! and vote I/O.
 //!
 //! Reads are served from an in-memory copy of the log kept in step with what
 //! openraft appended, truncated and purged: openraft requires appended entries
@@ -17,10 +19,11 @@
 //! Durability of each call:
 //! - `append`: the callback fires after the entries are committed to disk.
 //! - `save_vote`, `truncate`, `purge`: return after their commit is on disk.
-//! - `save_committed`: queued behind the appends it covers and written with the
-//!   next commit, without waiting. A committed id that is lost in a crash only
-//!   means fewer entries are re-applied before the node is leader again; `Store::open`
-//!   then waits for a barrier entry, which applies the rest.
+//! - `save_committed`: queued behind the appends it covers and committed without
+//!   a sync of its own; it becomes durable with the next append (or at a clean
+//!   stop). A committed id lost in a crash only means fewer entries are
+//!   re-applied while openraft starts; `Store::open` then waits for a barrier
+//!   entry, whose commit applies the rest.
 
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -280,6 +283,8 @@ fn load(db: &Database) -> Result<LogCache, OpenError> {
 /// durably, then reports each op's outcome.
 fn run_writer(db: Database, rx: mpsc::Receiver<WriteOp>, halted: Arc<AtomicBool>) {
     let mut stop: Option<oneshot::Sender<()>> = None;
+    // Whether the last commit was not synced (see `write_group`).
+    let mut unsynced = false;
     while stop.is_none() {
         let Ok(first) = rx.recv() else { break };
         let mut group = Vec::with_capacity(64);
@@ -302,7 +307,11 @@ fn run_writer(db: Database, rx: mpsc::Receiver<WriteOp>, halted: Arc<AtomicBool>
         if group.is_empty() {
             continue;
         }
-        let result = write_group(&db, &group);
+        let durable = group
+            .iter()
+            .any(|op| !matches!(op, WriteOp::SaveCommitted { .. }));
+        let result = write_group(&db, &group, durable);
+        unsynced = !durable && result.is_ok();
         if let Err(e) = &result {
             tracing::error!(error = %e, "raft log write failed");
         }
@@ -321,16 +330,30 @@ fn run_writer(db: Database, rx: mpsc::Receiver<WriteOp>, halted: Arc<AtomicBool>
             }
         }
     }
+    if unsynced && stop.is_some() && !halted.load(Ordering::SeqCst) {
+        // A clean stop makes the last committed id durable too.
+        if let Err(e) = write_group(&db, &[], true) {
+            tracing::error!(error = %e, "final raft log sync failed");
+        }
+    }
     drop(db);
     if let Some(done) = stop {
         let _ = done.send(());
     }
 }
 
-fn write_group(db: &Database, group: &[WriteOp]) -> Result<(), String> {
+/// Writes `group` in one transaction. With `durable` (redb's default
+/// `Durability::Immediate`) the commit returns after fdatasync. A group of only
+/// committed ids is written without a sync (`Durability::None`): redb makes it
+/// durable with the next synced commit, which is the very next append, and
+/// losing it in a crash is harmless (see the module comment). That halves the
+/// syncs of a lone writer, whose every entry is an append then a commit.
+fn write_group(db: &Database, group: &[WriteOp], durable: bool) -> Result<(), String> {
     let s = |e: &dyn std::fmt::Display| e.to_string();
-    // Durability::Immediate (redb's default): commit returns after fsync.
-    let txn = db.begin_write().map_err(|e| s(&e))?;
+    let mut txn = db.begin_write().map_err(|e| s(&e))?;
+    if !durable {
+        txn.set_durability(redb::Durability::None);
+    }
     {
         let mut log = txn.open_table(LOG).map_err(|e| s(&e))?;
         let mut meta = txn.open_table(META).map_err(|e| s(&e))?;

@@ -69,7 +69,8 @@ impl StateMachine {
 }
 
 /// Applies entries to `applied` and returns one response per entry, plus the
-/// changes to publish. Deterministic: no clock, no randomness, no I/O.
+/// changes to publish (one per entry that changed objects, holding the events
+/// of all its batches). Deterministic: no clock, no randomness, no I/O.
 pub(crate) fn apply_entries(
     applied: &mut Applied,
     entries: impl IntoIterator<Item = Entry>,
@@ -80,29 +81,37 @@ pub(crate) fn apply_entries(
     for entry in entries {
         let index = entry.log_id.index;
         applied.last_applied = Some(entry.log_id);
+        // Every entry advances the index, also one that only changes
+        // membership, is blank, or whose batches were all refused.
+        applied.state.advance(index);
         let response = match entry.payload {
-            EntryPayload::Blank => {
-                applied.state.advance(index);
-                Ok(Change {
-                    index,
-                    events: vec![],
-                })
-            }
+            EntryPayload::Blank => vec![],
             EntryPayload::Membership(m) => {
                 applied.membership = StoredMembership::new(Some(entry.log_id), m);
-                applied.state.advance(index);
-                Ok(Change {
-                    index,
-                    events: vec![],
-                })
+                vec![]
             }
-            EntryPayload::Normal(batch) => applied.state.apply(index, &batch).map(|events| {
-                let change = Change { index, events };
-                if publish && !change.events.is_empty() {
-                    published.push(Arc::new(change.clone()));
+            EntryPayload::Normal(proposal) => {
+                let mut all_events = Vec::new();
+                let response: Response = proposal
+                    .batches
+                    .iter()
+                    .map(|batch| {
+                        applied.state.apply(index, batch).map(|events| {
+                            if publish {
+                                all_events.extend(events.iter().cloned());
+                            }
+                            Change { index, events }
+                        })
+                    })
+                    .collect();
+                if !all_events.is_empty() {
+                    published.push(Arc::new(Change {
+                        index,
+                        events: all_events,
+                    }));
                 }
-                change
-            }),
+                response
+            }
         };
         responses.push(response);
     }
@@ -241,6 +250,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::Proposal;
     use api::{Batch, Cluster, Op, Timestamp};
     use openraft::{CommittedLeaderId, Entry as RaftEntry, Membership};
     use std::collections::BTreeSet;
@@ -249,12 +259,17 @@ mod tests {
         LogId::new(CommittedLeaderId::new(1, 1), index)
     }
 
-    fn normal(index: u64, ops: Vec<Op>) -> Entry {
+    fn normal(index: u64, batches: Vec<Vec<Op>>) -> Entry {
         RaftEntry {
             log_id: log_id(index),
-            payload: EntryPayload::Normal(Batch {
-                time: Timestamp(5),
-                ops,
+            payload: EntryPayload::Normal(Proposal {
+                batches: batches
+                    .into_iter()
+                    .map(|ops| Batch {
+                        time: Timestamp(5),
+                        ops,
+                    })
+                    .collect(),
             }),
         }
     }
@@ -262,6 +277,7 @@ mod tests {
     #[test]
     fn entries_of_every_kind_advance_the_state_and_answer_in_order() {
         let mut a = Applied::default();
+        let cluster = || Op::Create(Cluster::new("c").into());
         let entries = vec![
             RaftEntry {
                 log_id: log_id(1),
@@ -271,25 +287,97 @@ mod tests {
                 log_id: log_id(2),
                 payload: EntryPayload::Blank,
             },
-            normal(3, vec![Op::Create(Cluster::new("c").into())]),
-            normal(4, vec![Op::Create(Cluster::new("c").into())]),
+            normal(3, vec![vec![cluster()]]),
+            normal(4, vec![vec![cluster()]]),
             normal(5, vec![]),
         ];
         let (responses, published) = apply_entries(&mut a, entries, true);
         assert_eq!(responses.len(), 5);
-        assert_eq!(responses[0].as_ref().map(|c| c.events.len()), Ok(0));
-        assert_eq!(responses[2].as_ref().map(|c| c.index), Ok(3));
+        assert!(responses[0].is_empty() && responses[1].is_empty());
+        assert_eq!(responses[2][0].as_ref().map(|c| c.index), Ok(3));
         assert!(matches!(
-            responses[3],
+            responses[3][0],
             Err(api::ApplyError::AlreadyExists { .. })
         ));
         assert_eq!(
             published.iter().map(|c| c.index).collect::<Vec<_>>(),
             vec![3],
-            "only changes with events are published; refused batches are not"
+            "only entries that changed objects are published"
         );
         assert_eq!(a.state.index(), 5);
         assert_eq!(a.last_applied, Some(log_id(5)));
         assert_eq!(a.membership.log_id(), &Some(log_id(1)));
+    }
+
+    #[test]
+    fn batches_of_one_entry_apply_independently_in_order() {
+        let mut a = Applied::default();
+        let svc = |name: &str| {
+            let mut s = api::Service {
+                meta: api::Meta::new("s1"),
+                spec: api::ServiceSpec {
+                    name: name.into(),
+                    labels: Default::default(),
+                    mode: api::ServiceMode::Replicated { replicas: 1 },
+                    task_template: api::TaskSpec::exec(["true"]),
+                    update_config: Default::default(),
+                    rollback_config: Default::default(),
+                },
+                previous_spec: None,
+                spec_version: 1,
+                update_status: None,
+            };
+            s.meta.version = 0;
+            s
+        };
+        let entries = vec![normal(
+            7,
+            vec![
+                vec![Op::Create(svc("web").into())],
+                // Refused (the id is taken by the batch before it), and its
+                // first op is rolled back with it.
+                vec![
+                    Op::Create(Cluster::new("c").into()),
+                    Op::Create(svc("api").into()),
+                ],
+                // A stale update: expects the version before this entry.
+                vec![Op::Update(svc("renamed").into())],
+                vec![Op::Create(Cluster::new("c").into())],
+            ],
+        )];
+        let (responses, published) = apply_entries(&mut a, entries, true);
+        let r = &responses[0];
+        assert_eq!(r.len(), 4);
+        assert!(r[0].is_ok());
+        assert!(
+            matches!(r[1], Err(api::ApplyError::AlreadyExists { .. })),
+            "{:?}",
+            r[1]
+        );
+        assert!(
+            matches!(
+                r[2],
+                Err(api::ApplyError::Conflict {
+                    expected: 0,
+                    actual: 7,
+                    ..
+                })
+            ),
+            "{:?}",
+            r[2]
+        );
+        assert!(r[3].is_ok(), "a refused batch does not stop later ones");
+        assert_eq!(
+            a.state.service("s1").map(|s| s.spec.name.as_str()),
+            Some("web")
+        );
+        assert!(a.state.cluster().is_some());
+        assert_eq!(published.len(), 1);
+        assert_eq!(published[0].index, 7);
+        assert_eq!(
+            published[0].events.len(),
+            2,
+            "events of the accepted batches, in order"
+        );
     }
 }

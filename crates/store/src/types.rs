@@ -1,19 +1,35 @@
 //! The openraft type configuration of berth's store: what a log entry carries
-//! (an [`api::Batch`]), what applying it answers, and the node identity types.
+//! (a [`Proposal`] of [`api::Batch`]es), what applying it answers, and the node
+//! identity types.
 
+use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 
-/// What applying one log entry answers to its proposer: the change it made, or
-/// why the state machine refused the whole batch. Deterministic: every manager
-/// computes the same answer for the same entry.
-pub type Response = Result<api::Change, api::ApplyError>;
+/// What one normal log entry carries: the batches of the `update()` calls that
+/// were waiting while the previous entry was being made durable. openraft 0.9
+/// writes and fsyncs each entry before it takes the next, so putting the waiting
+/// batches in one entry is what lets concurrent writers share an fsync.
+///
+/// Each batch is applied on its own, whole or not at all, in order, with the
+/// entry's index: objects written by different batches of one entry share a
+/// version, which still identifies the write since no reader could have seen
+/// any of them before the entry was applied.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub batches: Vec<api::Batch>,
+}
+
+/// What applying one log entry answers: for each batch of its [`Proposal`], in
+/// order, the change it made or why the state machine refused it.
+/// Deterministic: every manager computes the same answer for the same entry.
+pub type Response = Vec<Result<api::Change, api::ApplyError>>;
 
 openraft::declare_raft_types!(
     /// Raft types of the store. Nodes are identified by a `u64` Raft id and carry
     /// their RPC address in a [`openraft::BasicNode`] (unused while the group has a
     /// single voter).
     pub TypeConfig:
-        D = api::Batch,
+        D = Proposal,
         R = Response,
         NodeId = u64,
         Node = openraft::BasicNode,
