@@ -10,7 +10,9 @@
 //!
 //! Components never call each other; they coordinate through this store:
 //! [`Store::view`] to read, [`Store::update`] to change, [`Store::watch`] to
-//! follow changes. The group has a single voter for now (issue 2); adding
+//! follow changes. Updates that wait at the same time travel in one log entry
+//! (a [`types::Proposal`]) so that they share one fsync; each is still applied
+//! whole or not at all, on its own. The group has a single voter for now (issue 2); adding
 //! members needs a real [`network`] and the RPC server that feeds the
 //! [`Raft`](openraft::Raft) handle.
 
@@ -149,7 +151,8 @@ impl Store {
     /// Opens (creating if new) the store; a fresh store initializes a
     /// single-voter Raft group and waits until it is leader. A reopened store
     /// has every entry committed before (including after kill -9) applied
-    /// before open returns.
+    /// before open returns. A directory still held by another open store
+    /// answers [`StoreError::Unavailable`].
     pub async fn open(config: StoreConfig) -> Result<Store, StoreError> {
         Store::open_with(config, WRITE_TIMEOUT).await
     }
