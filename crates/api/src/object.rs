@@ -331,6 +331,9 @@ impl Task {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+// Objects are moved whole between the store, events and plans; boxing the
+// larger variants would add an allocation to every one of those moves.
+#[allow(clippy::large_enum_variant)]
 pub enum Object {
     Cluster(Cluster),
     Node(Node),

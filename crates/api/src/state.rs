@@ -48,6 +48,7 @@ impl Batch {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // see Object
 pub enum Event {
     Created(Object),
     Updated { old: Object, new: Object },

@@ -179,7 +179,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let cases: Vec<(Box<dyn Fn(&mut ServiceSpec)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut ServiceSpec)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|s| s.name = "".into()), "name"),
             (Box::new(|s| s.name = "-bad".into()), "name"),
             (Box::new(|s| s.name = "a b".into()), "name"),

@@ -5,6 +5,9 @@
 //!
 //! Run: `cargo bench -p berth --bench e2e` (builds the release profile).
 
+// A benchmark that cannot measure should stop loudly.
+#![allow(clippy::unwrap_used)]
+
 use berth::client::Client;
 use berth::credentials::Credentials;
 use controller::wire::{Created, ServiceWithStatus};

@@ -34,6 +34,7 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once per run
 pub enum Command {
     /// Start a single-node cluster (manager and worker) and serve the API until Ctrl-C.
     Up(up::UpArgs),

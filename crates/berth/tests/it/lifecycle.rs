@@ -59,6 +59,13 @@ async fn replicas_run_as_processes_and_follow_scale_update_and_remove() {
 
     // Kill one process: its slot gets a new task and a new process.
     let victim = pids[0];
+    let victim_task = running
+        .iter()
+        .find(|t| t.status.pid == Some(victim))
+        .unwrap()
+        .meta
+        .id
+        .clone();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(victim as i32),
         nix::sys::signal::Signal::SIGKILL,
@@ -70,12 +77,17 @@ async fn replicas_run_as_processes_and_follow_scale_update_and_remove() {
             .then_some(())
     })
     .await;
-    let tasks: Vec<Task> = n.client.get("/api/v1/tasks?service=web").await.unwrap();
-    let failed = tasks
-        .iter()
-        .find(|t| t.status.pid == Some(victim))
-        .expect("the killed task is kept in history");
+    let failed: Task = n
+        .client
+        .get(&format!("/api/v1/tasks/{victim_task}"))
+        .await
+        .unwrap_or_else(|e| panic!("the killed task is kept in history: {e:#}"));
     assert_eq!(failed.status.state, TaskState::Failed, "{failed:?}");
+    assert_eq!(
+        failed.status.exit_code,
+        Some(128 + 9),
+        "killed by SIGKILL: {failed:?}"
+    );
 
     // Scale to 2 through the CLI: three processes stop.
     let (ok, out, err) = cli_async(&n.config_dir(), &["service", "scale", "web=2"]).await;

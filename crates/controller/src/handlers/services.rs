@@ -247,7 +247,7 @@ pub async fn logs(
             Err(e) => tracing::debug!(task = %t.meta.id, error = %e, "no logs for task"),
         }
     }
-    lines.sort_by(|a, b| a.time.cmp(&b.time));
+    lines.sort_by_key(|l| l.time);
     Ok(Json(lines))
 }
 

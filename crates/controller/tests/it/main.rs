@@ -1,6 +1,9 @@
 //! The controller's router driven with `oneshot`, without a socket, over a real
 //! store in a temp dir: authentication, validation, versions, resolution.
 
+// In tests an unwrap is an assertion.
+#![allow(clippy::unwrap_used)]
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
