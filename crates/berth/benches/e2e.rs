@@ -25,6 +25,27 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user + system) a process has used, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields after the command: state is [0]; utime and stime are [11] and [12].
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// Share of one core `pid` used over `secs` seconds.
+async fn cpu_share(pid: u32, secs: u64) -> f64 {
+    let ticks_per_s = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    let before = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    (cpu_ticks(pid) - before) as f64 / ticks_per_s / secs as f64
+}
+
 /// Total RSS of the shim processes (`berth shim …`) now running.
 fn shims_rss_kib() -> (usize, u64) {
     let mut n = 0;
@@ -149,6 +170,10 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let loaded = rss_kib(pid);
     let (shims, shim_rss) = shims_rss_kib();
+    println!(
+        "CPU of `berth up` with 1,000 tasks running, nothing changing: {:.1} % of a core",
+        100.0 * cpu_share(pid, 5).await
+    );
     println!("1,000 replicas running after {:.2} s", took.as_secs_f64());
     println!(
         "RSS of `berth up` with 1,000 tasks: {:.1} MB",

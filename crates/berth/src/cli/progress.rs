@@ -21,18 +21,25 @@ pub(crate) struct Progress {
     pub stopping: u64,
     /// slot (or node for global) → state of its current task, with its error.
     pub slots: BTreeMap<String, (TaskState, Option<String>)>,
+    /// Ids of the current tasks that run, sorted.
+    pub running_ids: Vec<String>,
 }
 
 impl Progress {
     pub fn of(s: &ServiceWithStatus, tasks: &[Task]) -> Progress {
         let v = s.service.spec_version;
+        // Slots above the replica count are on their way out (scale down).
+        let max_slot = match s.service.spec.mode {
+            ServiceMode::Replicated { replicas } => replicas,
+            ServiceMode::Global => u64::MAX,
+        };
         let mut slots = BTreeMap::new();
-        let mut running = 0;
+        let mut running_ids = Vec::new();
         let mut stopping = 0;
         for t in tasks {
-            if super::service::is_current(t, v) {
+            if super::service::is_current(t, v) && t.slot <= max_slot {
                 if t.status.state == TaskState::Running {
-                    running += 1;
+                    running_ids.push(t.meta.id.clone());
                 }
                 let key = if t.slot > 0 {
                     format!("{:>5}", t.slot)
@@ -45,15 +52,17 @@ impl Progress {
                 stopping += 1;
             }
         }
+        running_ids.sort();
         let desired = match s.service.spec.mode {
             ServiceMode::Replicated { replicas } => replicas,
             ServiceMode::Global => slots.len() as u64,
         };
         Progress {
             desired,
-            running,
+            running: running_ids.len() as u64,
             stopping,
             slots,
+            running_ids,
         }
     }
 
@@ -127,6 +136,7 @@ pub async fn wait_converged(
     let tty = std::io::stderr().is_terminal();
     let mut drawn = 0usize;
     let mut last_summary = String::new();
+    let mut stable_since: Option<(Vec<String>, std::time::Instant)> = None;
     loop {
         let s: ServiceWithStatus = c.get(&format!("/api/v1/services/{id}")).await?;
         let tasks: Vec<Task> = c.get(&format!("/api/v1/tasks?service={id}")).await?;
@@ -147,26 +157,51 @@ pub async fn wait_converged(
                 last_summary = lines[0].clone();
             }
         }
-        if let Some(u) = s
+        let fresh = s
             .service
             .update_status
             .as_ref()
-            .filter(|u| Some(*u) != expect.before.as_ref())
-        {
+            .filter(|u| Some(*u) != expect.before.as_ref());
+        let mut update_running = false;
+        if let Some(u) = fresh {
             match u.state {
                 UpdateState::Paused => bail!("update paused: {}", u.message),
                 UpdateState::RollbackPaused => bail!("rollback paused: {}", u.message),
                 UpdateState::RollbackCompleted if !expect.rollback => {
                     bail!("update rolled back: {}", u.message)
                 }
+                UpdateState::Updating | UpdateState::RollbackStarted => update_running = true,
                 _ => {}
             }
         }
-        if p.converged() {
-            if !quiet {
-                eprintln!("verify: Service {} converged", s.service.spec.name);
+        // As docker does: once every task runs, the same tasks must keep running
+        // for the monitor period before the service counts as converged, so that
+        // a task crashing a moment after its start is not reported as a success.
+        if p.converged() && !update_running {
+            let monitor = s.service.spec.update_config.monitor;
+            match &stable_since {
+                Some((ids, since)) if *ids == p.running_ids => {
+                    if since.elapsed() >= monitor {
+                        if !quiet {
+                            eprintln!("verify: Service {} converged", s.service.spec.name);
+                        }
+                        return Ok(());
+                    }
+                }
+                _ => {
+                    if !quiet && !monitor.is_zero() {
+                        eprintln!(
+                            "verify: Waiting {} to verify that tasks are stable...",
+                            humantime::format_duration(monitor)
+                        );
+                        // The verify line sits below the drawn block: draw anew under it.
+                        drawn = 0;
+                    }
+                    stable_since = Some((p.running_ids.clone(), std::time::Instant::now()));
+                }
             }
-            return Ok(());
+        } else {
+            stable_since = None;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

@@ -9,6 +9,9 @@ const T: Duration = Duration::from_secs(60);
 
 struct Up {
     child: Child,
+    /// Kills what the node left running if the test fails; `None` once the
+    /// test wants the tasks to outlive this process (the kill -9 case).
+    reaper: Option<TaskReaper>,
 }
 
 impl Drop for Up {
@@ -37,7 +40,10 @@ fn up(data: &std::path::Path, config: &std::path::Path, port: u16) -> Up {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start berth up");
-    Up { child }
+    Up {
+        child,
+        reaper: Some(TaskReaper(data.to_path_buf())),
+    }
 }
 
 async fn wait_ready(config: &std::path::Path) {
@@ -94,6 +100,8 @@ async fn kill_9_and_restart_keeps_state_and_never_doubles_tasks() {
     assert_eq!(pids_running(&argv), before, "tasks outlive a crashed node");
 
     let _node = {
+        // The tasks must outlive this process: the restarted node adopts them.
+        std::mem::forget(node.reaper.take());
         drop(node);
         up(&data, &config, port)
     };

@@ -14,7 +14,64 @@ pub fn berth_bin() -> PathBuf {
 pub struct TestNode {
     pub node: Node,
     pub client: Client,
+    _reaper: TaskReaper,
     pub dir: tempfile::TempDir,
+}
+
+/// Kills every task process (and its shim) whose shim works under `dir`: a
+/// test that fails drops its node without a clean stop, which leaves tasks
+/// running by design (as after kill -9); this keeps them from outliving the test.
+pub fn kill_tasks_under(dir: &Path) {
+    let needle = dir.as_os_str().as_encoded_bytes();
+    if needle.len() < 8 {
+        return; // never match broadly
+    }
+    let mut shims = vec![];
+    let mut parents = vec![];
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if cmd.windows(needle.len()).any(|w| w == needle) && cmd.windows(4).any(|w| w == b"shim") {
+            shims.push(pid);
+        }
+        let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<i32>().ok())
+            });
+        if let Some(ppid) = ppid {
+            parents.push((pid, ppid));
+        }
+    }
+    use nix::sys::signal::{kill, killpg, Signal};
+    use nix::unistd::Pid;
+    for (pid, ppid) in parents {
+        if shims.contains(&ppid) {
+            // Each task leads its own process group.
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    for shim in shims {
+        let _ = kill(Pid::from_raw(shim), Signal::SIGKILL);
+    }
+}
+
+/// Kills the tasks under its directory when dropped (see [`kill_tasks_under`]).
+pub struct TaskReaper(pub PathBuf);
+
+impl Drop for TaskReaper {
+    fn drop(&mut self) {
+        kill_tasks_under(&self.0);
+    }
 }
 
 impl TestNode {
@@ -33,7 +90,12 @@ impl TestNode {
         .await
         .expect("node starts");
         let client = Client::new(&node.credentials).unwrap();
-        TestNode { node, client, dir }
+        TestNode {
+            node,
+            client,
+            _reaper: TaskReaper(dir.path().to_path_buf()),
+            dir,
+        }
     }
 
     pub fn config_dir(&self) -> PathBuf {

@@ -128,10 +128,12 @@ pub async fn update(
         }));
     }
     let previous = std::mem::replace(&mut svc.spec, req.spec);
+    // As docker keeps PreviousSpec: every update can be rolled back, a scale too.
+    let template_changed = previous.task_template != svc.spec.task_template;
+    svc.previous_spec = Some(previous);
     // Only a change of what the tasks run starts a rolling update; a change of
     // the replica count alone is the orchestrator's business.
-    if previous.task_template != svc.spec.task_template {
-        svc.previous_spec = Some(previous);
+    if template_changed {
         svc.spec_version += 1;
         svc.update_status = None;
     }
@@ -170,7 +172,17 @@ pub async fn rollback(
         ));
     };
     let current = std::mem::replace(&mut svc.spec, previous);
+    let template_changed = current.task_template != svc.spec.task_template;
     svc.previous_spec = Some(current);
+    if !template_changed {
+        // Nothing for the updater to roll: the rollback of a scale is a scale.
+        let id = svc.meta.id.clone();
+        let change = app.store.update(vec![Op::Update(svc.into())]).await?;
+        return Ok(Json(Created {
+            id,
+            version: change.index,
+        }));
+    }
     svc.spec_version += 1;
     svc.update_status = Some(UpdateStatus {
         state: UpdateState::RollbackStarted,
