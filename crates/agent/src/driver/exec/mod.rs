@@ -2,8 +2,10 @@
 //! process group, through a shim (see [`shim`]) so that tasks survive an agent
 //! restart and their exit codes are not lost.
 //!
-//! The driver holds no state in memory: every call reads the task directory
-//! (see [`layout`]). A pid is only trusted together with its start time from
+//! The task directory (see [`layout`]) is the only source of truth: every call
+//! reads it. The one thing kept in memory is a wake-up for shims this process
+//! started (they are its children, so their exit is awaited instead of polled);
+//! a task adopted after a restart is polled, with back-off. A pid is only trusted together with its start time from
 //! /proc, so a reused pid is never signalled. A shim that died without
 //! recording the task's end (killed by hand) is noticed on the next look: what
 //! is left of the task is killed and the task is recorded as failed, so a task
@@ -49,7 +51,15 @@ pub struct ExecDriver {
     shim: ShimCommand,
     log_max_bytes: u64,
     log_max_files: usize,
+    /// task id → turns true when the shim this process spawned for it exited.
+    shim_exits:
+        std::sync::Mutex<std::collections::HashMap<String, tokio::sync::watch::Receiver<bool>>>,
 }
+
+/// Polling of a task adopted after a restart (its shim is not our child)
+/// starts at this period and backs off to [`ADOPTED_POLL_MAX`].
+const ADOPTED_POLL_MIN: Duration = Duration::from_millis(100);
+const ADOPTED_POLL_MAX: Duration = Duration::from_secs(2);
 
 impl std::fmt::Debug for ExecDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -78,6 +88,7 @@ impl ExecDriver {
             shim,
             log_max_bytes: logfile::DEFAULT_MAX_BYTES,
             log_max_files: logfile::DEFAULT_MAX_FILES,
+            shim_exits: Default::default(),
         })
     }
 
@@ -204,7 +215,7 @@ impl ExecDriver {
         }
     }
 
-    fn spawn_shim(&self, dir: &Path) -> Result<(), DriverError> {
+    fn spawn_shim(&self, task_id: &str, dir: &Path) -> Result<(), DriverError> {
         let shim_log = std::fs::File::create(dir.join(layout::SHIM_LOG))
             .map_err(|e| DriverError::io("creating shim.log", e))?;
         let mut child = tokio::process::Command::new(&self.shim.program)
@@ -229,9 +240,16 @@ impl ExecDriver {
                 .map_err(|e| DriverError::io("writing shim.pid", e))?;
         }
         // The shim is our child until we die: collect its exit status so it does
-        // not linger as a zombie. Its task's status is in exit.json, not here.
+        // not linger as a zombie, and wake whoever waits for the task. The
+        // task's status is in exit.json, not here.
+        let (exited_tx, exited_rx) = tokio::sync::watch::channel(false);
+        self.shim_exits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(task_id.to_string(), exited_rx);
         tokio::spawn(async move {
             let _ = child.wait().await;
+            let _ = exited_tx.send(true);
         });
         Ok(())
     }
@@ -325,7 +343,7 @@ impl Driver for ExecDriver {
         }
         std::fs::write(dir.join(layout::STARTED), Timestamp::now().to_string())
             .map_err(|e| DriverError::io("writing started", e))?;
-        self.spawn_shim(&dir)?;
+        self.spawn_shim(task_id, &dir)?;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(task) = procfs::read_pid_file(&dir.join(layout::TASK_PID)) {
@@ -355,11 +373,31 @@ impl Driver for ExecDriver {
     }
 
     async fn wait(&self, task_id: &str) -> Result<TaskExit, DriverError> {
+        let shim_exit = self
+            .shim_exits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(task_id)
+            .cloned();
+        let mut poll = ADOPTED_POLL_MIN;
         loop {
             if let TaskRunState::Exited(exit) = self.state(task_id)? {
                 return Ok(exit);
             }
-            tokio::time::sleep(POLL * 5).await;
+            match &shim_exit {
+                // Our child, still running: its exit is the news (state() then
+                // finds exit.json, or records the task as lost if the shim died
+                // without writing it).
+                Some(rx) if !*rx.borrow() => {
+                    let _ = rx.clone().wait_for(|exited| *exited).await;
+                }
+                // Adopted after a restart (or, defensively, a shim that exited
+                // while the directory still says running): look again later.
+                _ => {
+                    tokio::time::sleep(poll).await;
+                    poll = (poll * 2).min(ADOPTED_POLL_MAX);
+                }
+            }
         }
     }
 
@@ -398,6 +436,10 @@ impl Driver for ExecDriver {
         if let TaskRunState::Running { .. } = self.state(task_id)? {
             self.stop(task_id, Duration::ZERO).await?;
         }
+        self.shim_exits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(task_id);
         std::fs::remove_dir_all(&dir)
             .map_err(|e| DriverError::io(format!("removing {}", dir.display()), e))
     }
