@@ -462,6 +462,9 @@ struct Reconciler {
     keep_ended: usize,
 }
 
+/// How long the reconciler gathers news before a pass.
+const COALESCE: Duration = Duration::from_millis(20);
+
 impl Reconciler {
     async fn run(
         mut self,
@@ -473,17 +476,24 @@ impl Reconciler {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let done = loop {
             tokio::select! {
-                Some(tasks) = assignments.recv() => {
-                    self.assigned = tasks;
-                    self.reconcile().await;
-                }
-                Some(joined) = self.workers.join_next() => {
-                    self.finished(joined);
-                    self.reconcile().await;
-                }
-                _ = tick.tick() => self.reconcile().await,
+                Some(tasks) = assignments.recv() => self.assigned = tasks,
+                Some(joined) = self.workers.join_next() => self.finished(joined),
+                _ = tick.tick() => {}
                 msg = control.recv() => break msg,
             }
+            // A pass reads every task directory, so one pass serves a burst of
+            // news: a thousand tasks stopping at once would otherwise cost a
+            // thousand passes over every directory (quadratic, and it delays
+            // the start of new tasks behind it). Gather what arrives within the
+            // window, keep only the newest assignment set, then reconcile once.
+            tokio::time::sleep(COALESCE).await;
+            while let Ok(tasks) = assignments.try_recv() {
+                self.assigned = tasks;
+            }
+            while let Some(joined) = self.workers.try_join_next() {
+                self.finished(joined);
+            }
+            self.reconcile().await;
         };
         // Shutdown: every assigned task is to be stopped and reported Shutdown,
         // everything else the driver runs is stopped too.
