@@ -27,7 +27,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "BERTH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Log filter for `berth up` (e.g. info, debug, berth=debug).
-    #[arg(long, global = true, env = "BERTH_LOG", default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_LOG",
+        default_value = "info,openraft=warn"
+    )]
     pub log: String,
     #[command(subcommand)]
     pub command: Command,

@@ -44,22 +44,38 @@ pub async fn run(args: UpArgs, log: &str) -> anyhow::Result<ExitCode> {
     })
     .await?;
 
-    println!("berth is up: a single-node cluster (manager and worker).");
-    println!("  node id:      {}", node.node_id);
-    println!("  API:          https://{}", node.api_addr);
-    println!("  data dir:     {}", data_dir.display());
-    println!(
-        "  credentials:  {} (the CLI reads them from there)",
+    say_out(&format!(
+        "berth is up: a single-node cluster (manager and worker).\n  \
+         node id:      {}\n  \
+         API:          https://{}\n  \
+         data dir:     {}\n  \
+         credentials:  {} (the CLI reads them from there)\n\
+         Try `berth node ls` or `berth service create --name web --replicas 3 -- sleep 1000` in another terminal.\n\
+         Press Ctrl-C to stop (running tasks are stopped).",
+        node.node_id,
+        node.api_addr,
+        data_dir.display(),
         credentials_file.display()
-    );
-    println!("Try `berth node ls` or `berth service create --name web --replicas 3 -- sleep 1000` in another terminal.");
-    println!("Press Ctrl-C to stop (running tasks are stopped).");
+    ));
 
     wait_for_signal().await?;
-    eprintln!("stopping: tasks first, then the manager and the store …");
+    say_err("stopping: tasks first, then the manager and the store …");
     node.shutdown().await?;
-    eprintln!("stopped.");
+    say_err("stopped.");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a line, ignoring a closed output: Ctrl-C in a terminal also ends a
+/// `| tee` reading our output, and the node must still stop its tasks then
+/// (println! would panic on the broken pipe and skip the clean stop).
+fn say_out(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+fn say_err(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -173,3 +173,66 @@ fn cli_without_credentials_says_where_to_get_them() {
     assert!(!ok);
     assert!(err.contains("berth up"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_the_tasks_even_when_the_output_is_gone() {
+    // As with `berth up | tee log` in a terminal: Ctrl-C ends the reader too,
+    // and the node must still stop its tasks cleanly.
+    let dir = tempfile::tempdir().unwrap();
+    let (data, config) = (dir.path().join("data"), dir.path().join("config"));
+    let secs = unique_sleep(4);
+    let argv = ["sleep", secs.as_str()];
+    let mut child = Command::new(berth_bin())
+        .args(["up", "--data-dir"])
+        .arg(&data)
+        .args([
+            "--api-addr",
+            &format!("127.0.0.1:{}", free_port()),
+            "--log",
+            "warn",
+        ])
+        .env("BERTH_CONFIG_DIR", &config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _reaper = TaskReaper(data.clone());
+    wait_ready(&config).await;
+    let (ok, _, err) = cli_async(
+        &config,
+        &[
+            "service",
+            "create",
+            "--name",
+            "s",
+            "--replicas",
+            "2",
+            "-d",
+            "--",
+            "sleep",
+            &secs,
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    wait_for(T, "2 task processes", || async {
+        (pids_running(&argv).len() == 2).then_some(())
+    })
+    .await;
+
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = wait_for(T, "berth up to exit", || {
+        let s = child.try_wait().unwrap();
+        async move { s }
+    })
+    .await;
+    assert!(status.success(), "berth up exited with {status}");
+    assert!(pids_running(&argv).is_empty(), "tasks outlived the node");
+}
