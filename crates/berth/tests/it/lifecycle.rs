@@ -233,3 +233,179 @@ async fn logs_rollback_and_clean_shutdown() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_global_mode_and_restart_conditions() {
+    let n = TestNode::start().await;
+    let cfg = n.config_dir();
+    let tasks_of = |name: &'static str| {
+        let c = n.client.clone();
+        async move {
+            c.get::<Vec<Task>>(&format!("/api/v1/tasks?service={name}"))
+                .await
+                .unwrap()
+        }
+    };
+
+    // A constraint no node meets: the task stays pending, and says why.
+    let (ok, _, err) = cli_async(
+        &cfg,
+        &[
+            "service",
+            "create",
+            "--name",
+            "picky",
+            "-d",
+            "--constraint",
+            "node.labels.zone==mars",
+            "--",
+            "sleep",
+            "300",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let reason = wait_for(T, "a pending reason", || async {
+        let t = tasks_of("picky").await;
+        t.first().and_then(|t| {
+            (t.status.state == TaskState::Pending)
+                .then(|| t.status.err.clone())
+                .flatten()
+        })
+    })
+    .await;
+    assert!(reason.contains("no suitable node"), "{reason}");
+    let (_, ps, _) = cli_async(&cfg, &["service", "ps", "picky", "--no-trunc"]).await;
+    assert!(
+        ps.contains("Pending") && ps.contains("no suitable node"),
+        "{ps}"
+    );
+    // Lifting the constraint lets it run.
+    let (ok, _, err) = cli_async(
+        &cfg,
+        &[
+            "service",
+            "update",
+            "picky",
+            "-d",
+            "--constraint-rm",
+            "node.labels.zone==mars",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    wait_for(T, "the unconstrained task to run", || async {
+        running_tasks(&n.client, "picky")
+            .await
+            .len()
+            .eq(&1)
+            .then_some(())
+    })
+    .await;
+
+    // A reservation larger than the machine never fits.
+    let (ok, _, err) = cli_async(
+        &cfg,
+        &[
+            "service",
+            "create",
+            "--name",
+            "huge",
+            "-d",
+            "--reserve-memory",
+            "64TiB",
+            "--",
+            "sleep",
+            "300",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let reason = wait_for(T, "an insufficient-resources reason", || async {
+        tasks_of("huge")
+            .await
+            .first()
+            .and_then(|t| t.status.err.clone())
+    })
+    .await;
+    assert!(reason.contains("insufficient resources"), "{reason}");
+
+    // Global mode: one task per node, on this single node one.
+    let (ok, _, err) = cli_async(
+        &cfg,
+        &[
+            "service",
+            "create",
+            "--name",
+            "everywhere",
+            "--mode",
+            "global",
+            "-d",
+            "--",
+            "sleep",
+            "300",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let running = wait_for(T, "the global task to run", || async {
+        let r = running_tasks(&n.client, "everywhere").await;
+        (r.len() == 1).then_some(r)
+    })
+    .await;
+    assert_eq!(running[0].slot, 0);
+    assert_eq!(running[0].node_id.as_deref(), Some(n.node.node_id.as_str()));
+
+    // Restart conditions: `none` never restarts; `on-failure` leaves a clean exit alone
+    // and restarts a failing one.
+    for (name, condition, code, restarts) in [
+        ("once", "none", "1", false),
+        ("clean", "on-failure", "0", false),
+        ("flaky", "on-failure", "1", true),
+    ] {
+        let script = format!("exit {code}");
+        let (ok, _, err) = cli_async(
+            &cfg,
+            &[
+                "service",
+                "create",
+                "--name",
+                name,
+                "-d",
+                "--restart-condition",
+                condition,
+                "--restart-delay",
+                "100ms",
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ],
+        )
+        .await;
+        assert!(ok, "{name}: {err}");
+        let want = if restarts { 2 } else { 1 };
+        let tasks = wait_for(
+            T,
+            "the first task to end (and a restart where due)",
+            || async {
+                let t = tasks_of(name).await;
+                (t.len() >= want && t.iter().any(|t| t.status.state.is_terminal())).then_some(t)
+            },
+        )
+        .await;
+        let first = tasks.iter().min_by_key(|t| t.meta.created_at).unwrap();
+        let expected = if code == "0" {
+            TaskState::Complete
+        } else {
+            TaskState::Failed
+        };
+        assert_eq!(first.status.state, expected, "{name}: {first:?}");
+        if !restarts {
+            // Give a wrongful restart the time it would need, then check it did not happen.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert_eq!(tasks_of(name).await.len(), 1, "{name} was restarted");
+        }
+    }
+    n.node.shutdown().await.unwrap();
+}

@@ -196,3 +196,26 @@ async fn health_and_openapi_need_no_credential() {
     );
     store.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_store_that_cannot_write_answers_503_not_a_hang() {
+    let (app, store, _dir) = app().await;
+    store.shutdown().await.unwrap();
+    let spec = json!({"name": "late", "task_template": {"command": ["sleep", "1"]}});
+    let (s, e) = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        call(&app, "POST", "/api/v1/services", Some(spec), Some(TOKEN)),
+    )
+    .await
+    .expect("answered in time");
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unavailable")),
+        "{e}"
+    );
+    // Reads of the local copy still work.
+    let (s, _) = call(&app, "GET", "/api/v1/services", None, Some(TOKEN)).await;
+    assert_eq!(s, StatusCode::OK);
+}
