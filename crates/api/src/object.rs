@@ -214,6 +214,20 @@ pub struct Service {
     pub update_status: Option<UpdateStatus>,
 }
 
+impl Service {
+    /// A service as first created: spec version 1, nothing to roll back to,
+    /// no update under way. Version and times are set by the store.
+    pub fn new(id: impl Into<String>, spec: ServiceSpec) -> Service {
+        Service {
+            meta: Meta::new(id),
+            spec,
+            previous_spec: None,
+            spec_version: 1,
+            update_status: None,
+        }
+    }
+}
+
 // ---------------------------------------------------------------- task
 
 /// A task's life, in Swarm's order; a task only moves forward.

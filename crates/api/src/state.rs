@@ -436,9 +436,9 @@ mod tests {
     use crate::Timestamp;
 
     fn service(id: &str, name: &str) -> Service {
-        Service {
-            meta: Meta::new(id),
-            spec: ServiceSpec {
+        Service::new(
+            id,
+            ServiceSpec {
                 name: name.into(),
                 labels: Default::default(),
                 mode: ServiceMode::Replicated { replicas: 1 },
@@ -446,10 +446,7 @@ mod tests {
                 update_config: Default::default(),
                 rollback_config: Default::default(),
             },
-            previous_spec: None,
-            spec_version: 1,
-            update_status: None,
-        }
+        )
     }
 
     fn task(id: &str, service: &str, node: Option<&str>) -> Task {

@@ -351,9 +351,9 @@ pub(crate) mod testutil {
     }
 
     pub fn service(id: &str, mode: ServiceMode) -> Service {
-        Service {
-            meta: Meta::new(id),
-            spec: ServiceSpec {
+        Service::new(
+            id,
+            ServiceSpec {
                 name: format!("svc-{id}"),
                 labels: Default::default(),
                 mode,
@@ -361,10 +361,7 @@ pub(crate) mod testutil {
                 update_config: Default::default(),
                 rollback_config: Default::default(),
             },
-            previous_spec: None,
-            spec_version: 1,
-            update_status: None,
-        }
+        )
     }
 
     pub fn replicated(id: &str, replicas: u64) -> Service {

@@ -313,9 +313,9 @@ mod tests {
     fn batches_of_one_entry_apply_independently_in_order() {
         let mut a = Applied::default();
         let svc = |name: &str| {
-            let mut s = api::Service {
-                meta: api::Meta::new("s1"),
-                spec: api::ServiceSpec {
+            let mut s = api::Service::new(
+                "s1",
+                api::ServiceSpec {
                     name: name.into(),
                     labels: Default::default(),
                     mode: api::ServiceMode::Replicated { replicas: 1 },
@@ -323,10 +323,7 @@ mod tests {
                     update_config: Default::default(),
                     rollback_config: Default::default(),
                 },
-                previous_spec: None,
-                spec_version: 1,
-                update_status: None,
-            };
+            );
             s.meta.version = 0;
             s
         };

@@ -25,9 +25,9 @@ fn task(id: &str) -> Task {
 }
 
 fn service(id: &str, name: &str) -> Service {
-    Service {
-        meta: Meta::new(id),
-        spec: ServiceSpec {
+    Service::new(
+        id,
+        ServiceSpec {
             name: name.into(),
             labels: Default::default(),
             mode: ServiceMode::Replicated { replicas: 1 },
@@ -35,10 +35,7 @@ fn service(id: &str, name: &str) -> Service {
             update_config: Default::default(),
             rollback_config: Default::default(),
         },
-        previous_spec: None,
-        spec_version: 1,
-        update_status: None,
-    }
+    )
 }
 
 fn create(t: Task) -> Vec<Op> {

@@ -83,13 +83,7 @@ pub async fn create(
     let spec: ServiceSpec = parse_json(&body)?;
     api::validate::service_spec(&spec)?;
     let id = api::new_id();
-    let service = Service {
-        meta: api::Meta::new(&id),
-        spec,
-        previous_spec: None,
-        spec_version: 1,
-        update_status: None,
-    };
+    let service = Service::new(&id, spec);
     let change = app.store.update(vec![Op::Create(service.into())]).await?;
     Ok((
         StatusCode::CREATED,

@@ -112,13 +112,7 @@ impl Harness {
 
     pub async fn create_service(&self, spec: ServiceSpec) -> String {
         let id = api::new_id();
-        let service = Service {
-            meta: api::Meta::new(&id),
-            spec,
-            previous_spec: None,
-            spec_version: 1,
-            update_status: None,
-        };
+        let service = Service::new(&id, spec);
         self.store
             .update(vec![Op::Create(service.into())])
             .await
