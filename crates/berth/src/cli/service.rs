@@ -38,14 +38,15 @@ pub enum ServiceCommand {
         #[arg(short, long)]
         quiet: bool,
     },
-    /// Show a service in full.
+    /// Show a service in full: JSON by default, a human summary with `--pretty`.
     Inspect {
         service: String,
-        /// json (default) or a human summary with `--pretty`.
-        #[arg(long)]
+        /// A human summary instead of JSON.
+        #[arg(long, conflicts_with = "format")]
         pretty: bool,
-        #[arg(long, value_enum, default_value = "json")]
-        format: Format,
+        /// json, or table for the same summary as --pretty.
+        #[arg(long, value_enum)]
+        format: Option<Format>,
     },
     /// Set the replica count of one or more services: `berth service scale web=5 api=2`.
     Scale {
@@ -270,10 +271,9 @@ pub async fn run(cmd: ServiceCommand, c: &Client) -> anyhow::Result<ExitCode> {
             let s: ServiceWithStatus = c
                 .get(&format!("/api/v1/services/{}", enc(&service)))
                 .await?;
-            if pretty {
+            if pretty || format == Some(Format::Table) {
                 print_pretty(&s);
             } else {
-                let _ = format;
                 println!("{}", output::json(&s)?);
             }
             Ok(ExitCode::SUCCESS)
