@@ -146,6 +146,17 @@ async fn kill_9_and_restart_keeps_state_and_never_doubles_tasks() {
         pids_running(&argv).is_empty(),
         "no task outlives a clean stop"
     );
+
+    // Started again after a clean stop, the node brings its services back, as
+    // Docker does after a daemon restart.
+    let _node = up(&data, &config, port);
+    wait_ready(&config).await;
+    wait_for(
+        T,
+        "the 3 replicas to run again after a clean restart",
+        || async { (pids_running(&argv).len() == 3).then_some(()) },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
