@@ -73,6 +73,10 @@ pub struct TaskSpec {
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(default = "default_stop_grace", with = "crate::duration")]
     pub stop_grace_period: Duration,
+    /// Raised by `service update --force`: a changed template makes every task
+    /// stale, so the tasks are replaced even when nothing else changed.
+    #[serde(default)]
+    pub force_update: u64,
 }
 
 fn default_stop_grace() -> Duration {
@@ -92,6 +96,7 @@ impl TaskSpec {
             resources: ResourceRequirements::default(),
             placement: Placement::default(),
             stop_grace_period: default_stop_grace(),
+            force_update: 0,
         }
     }
 

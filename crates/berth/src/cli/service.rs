@@ -211,6 +211,9 @@ pub struct UpdateArgs {
     constraint_add: Vec<String>,
     #[arg(long)]
     constraint_rm: Vec<String>,
+    /// Replace every task even if nothing else changed (a rolling redeploy).
+    #[arg(long)]
+    force: bool,
     /// Replace the command's arguments (split on whitespace, as docker's --args).
     #[arg(long, allow_hyphen_values = true)]
     args: Option<String>,
@@ -428,6 +431,9 @@ async fn update(c: &Client, a: UpdateArgs) -> anyhow::Result<ExitCode> {
             if !t.placement.constraints.contains(c) {
                 t.placement.constraints.push(c.clone());
             }
+        }
+        if a.force {
+            t.force_update += 1;
         }
         if let Some(args) = &a.args {
             t.args = args.split_whitespace().map(String::from).collect();

@@ -225,6 +225,35 @@ async fn logs_rollback_and_clean_shutdown() {
     assert!(ok);
     assert!(out.contains("\\_ greeter.1"), "no history in ps:\n{out}");
 
+    // `--force` redeploys: every task is replaced though nothing else changed.
+    let before: Vec<String> = running_tasks(&n.client, "greeter")
+        .await
+        .into_iter()
+        .map(|t| t.meta.id)
+        .collect();
+    let (ok, out, err) = cli_async(
+        &n.config_dir(),
+        &[
+            "service",
+            "update",
+            "greeter",
+            "--force",
+            "--update-monitor",
+            "500ms",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}\n{err}");
+    let after = running_tasks(&n.client, "greeter").await;
+    assert_eq!(after.len(), 2);
+    assert!(
+        after.iter().all(|t| !before.contains(&t.meta.id)),
+        "not every task was replaced: {before:?}"
+    );
+    assert!(after
+        .iter()
+        .all(|t| t.spec.env.contains(&"NAME=one".to_string())));
+
     // A clean stop leaves no process behind.
     n.node.shutdown().await.unwrap();
     let argv = ["sh", "-c", script.as_str()];
