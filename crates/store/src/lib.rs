@@ -41,11 +41,17 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `open` waits for this node to become leader and catch up.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
-/// Capacity of the watch channel; a receiver further behind gets `Lagged`.
-const WATCH_CAPACITY: usize = 1024;
+/// Capacity of the watch channel; a receiver further behind gets `Lagged` and
+/// re-reads the whole state. Kept small on purpose: a broadcast channel holds
+/// its last `capacity` changes until they are overwritten, even once every
+/// receiver has read them, and a change can carry the old and new copies of a
+/// thousand tasks. A lagging receiver costs one re-read, which is cheap.
+const WATCH_CAPACITY: usize = 256;
 /// Log entries kept after a snapshot, so that a follower just behind the
 /// snapshot can still catch up from the log instead of a whole snapshot.
-const LOG_KEPT_AFTER_SNAPSHOT: u64 = 64;
+const LOG_KEPT_AFTER_SNAPSHOT: u64 = 8;
+/// How often the log's size is compared with `snapshot_log_bytes`.
+const LOG_SIZE_CHECK: Duration = Duration::from_millis(500);
 /// Most `update()` batches carried by one log entry; bounds an entry's size.
 const MAX_BATCHES_PER_ENTRY: usize = 1024;
 /// The redb file holding the Raft log and vote, inside [`StoreConfig::dir`].
@@ -59,6 +65,11 @@ pub struct StoreConfig {
     pub node_id: u64,
     /// Build a snapshot and purge the log every this many applied entries.
     pub snapshot_every: u64,
+    /// ... or as soon as the entries written since the last snapshot pass this
+    /// many bytes: batching makes entries large (one can carry a thousand
+    /// tasks), so a count alone would let the log, and its copy in memory, grow
+    /// to gigabytes before the count is reached.
+    pub snapshot_log_bytes: u64,
 }
 
 impl StoreConfig {
@@ -67,6 +78,7 @@ impl StoreConfig {
             dir: dir.into(),
             node_id: 1,
             snapshot_every: 10_000,
+            snapshot_log_bytes: 16 << 20,
         }
     }
 
@@ -193,6 +205,7 @@ impl Store {
         .await
         .map_err(|e| StoreError::Storage(format!("opening the store: {e}")))??;
 
+        let log_bytes = log_store.appended_bytes();
         let shared = Arc::new(Shared::new(applied, WATCH_CAPACITY));
         let state_machine = StateMachine::new(shared.clone(), config.dir.clone());
         let raft = match Raft::new(
@@ -212,6 +225,11 @@ impl Store {
         };
         let (proposals, requests) = mpsc::unbounded_channel();
         tokio::spawn(run_proposer(raft.clone(), requests));
+        tokio::spawn(snapshot_by_size(
+            raft.clone(),
+            log_bytes,
+            config.snapshot_log_bytes,
+        ));
         let store = Store {
             inner: Arc::new(Inner {
                 proposals,
@@ -353,6 +371,25 @@ impl Store {
 struct Request {
     batch: api::Batch,
     reply: oneshot::Sender<Result<api::Change, StoreError>>,
+}
+
+/// Triggers a snapshot whenever `budget` bytes of log were written since the
+/// last one; openraft purges the log behind each snapshot. Ends with Raft.
+async fn snapshot_by_size(raft: Raft, written: Arc<std::sync::atomic::AtomicU64>, budget: u64) {
+    let mut at_last_snapshot = written.load(Ordering::Relaxed);
+    loop {
+        tokio::time::sleep(LOG_SIZE_CHECK).await;
+        let now = written.load(Ordering::Relaxed);
+        if now.saturating_sub(at_last_snapshot) < budget {
+            continue;
+        }
+        at_last_snapshot = now;
+        if let Err(e) = raft.trigger().snapshot().await {
+            // Fatal: Raft has stopped (shutdown or a storage failure).
+            tracing::debug!(error = %e, "snapshot trigger refused; stopping the size check");
+            return;
+        }
+    }
 }
 
 /// Turns waiting updates into log entries, one entry at a time: while an entry

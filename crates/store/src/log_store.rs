@@ -13,8 +13,10 @@
 //! Reads are served from an in-memory copy of the log kept in step with what
 //! openraft appended, truncated and purged: openraft requires appended entries
 //! to be readable as soon as `append` returns, before they are durable. The log
-//! is purged after every snapshot, so the copy holds at most about
-//! `snapshot_every` entries.
+//! is purged after every snapshot, and a snapshot is taken after
+//! `snapshot_every` entries or once the entries appended since the last one
+//! pass `snapshot_log_bytes` (the writer counts them in [`LogStore::appended_bytes`]),
+//! so the copy stays bounded even when batching makes entries large.
 //!
 //! Durability of each call:
 //! - `append`: the callback fires after the entries are committed to disk.
@@ -33,7 +35,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::oneshot;
@@ -139,10 +141,14 @@ impl Writer {
     }
 }
 
+/// redb's page cache for the log database.
+const LOG_DB_CACHE_BYTES: usize = 16 << 20;
+
 /// openraft's log storage; cloned readers share its cache.
 pub(crate) struct LogStore {
     cache: Arc<Mutex<LogCache>>,
     tx: mpsc::Sender<WriteOp>,
+    appended_bytes: Arc<AtomicU64>,
 }
 
 #[derive(Clone)]
@@ -160,26 +166,35 @@ impl LogStore {
     /// Opens (creating if new) the log database at `path`, loads it into
     /// memory and starts the writer thread.
     pub(crate) fn open(path: &Path) -> Result<(LogStore, Writer), OpenError> {
-        let db = Database::create(path).map_err(|source| match source {
-            redb::DatabaseError::DatabaseAlreadyOpen => {
-                OpenError::InUse(path.display().to_string())
-            }
-            source => OpenError::Database {
-                path: path.display().to_string(),
-                source,
-            },
-        })?;
+        // redb caches up to 1 GiB of pages by default, and pages we write stay
+        // cached. The log is read from disk only at open (the in-memory copy
+        // serves openraft), so a small cache costs nothing.
+        let db = Database::builder()
+            .set_cache_size(LOG_DB_CACHE_BYTES)
+            .create(path)
+            .map_err(|source| match source {
+                redb::DatabaseError::DatabaseAlreadyOpen => {
+                    OpenError::InUse(path.display().to_string())
+                }
+                source => OpenError::Database {
+                    path: path.display().to_string(),
+                    source,
+                },
+            })?;
         let cache = load(&db)?;
         let (tx, rx) = mpsc::channel();
         let halted = Arc::new(AtomicBool::new(false));
         let writer_halted = halted.clone();
+        let appended_bytes = Arc::new(AtomicU64::new(0));
+        let writer_bytes = appended_bytes.clone();
         std::thread::Builder::new()
             .name("store-log-writer".into())
-            .spawn(move || run_writer(db, rx, writer_halted))
+            .spawn(move || run_writer(db, rx, writer_halted, writer_bytes))
             .map_err(|e| OpenError::Read(format!("starting the log writer thread: {e}")))?;
         let store = LogStore {
             cache: Arc::new(Mutex::new(cache)),
             tx: tx.clone(),
+            appended_bytes,
         };
         Ok((
             store,
@@ -189,6 +204,12 @@ impl LogStore {
                 halted,
             },
         ))
+    }
+
+    /// Bytes of log entries written since this store opened; the store takes
+    /// a snapshot (and so purges the log) when they pass its budget.
+    pub(crate) fn appended_bytes(&self) -> Arc<AtomicU64> {
+        self.appended_bytes.clone()
     }
 
     // The error type is openraft's, fixed by the trait methods that return it.
@@ -281,7 +302,12 @@ fn load(db: &Database) -> Result<LogCache, OpenError> {
 /// The writer thread: takes the first queued op, everything queued behind it
 /// (up to [`MAX_GROUP`]), applies them in order in one transaction, commits
 /// durably, then reports each op's outcome.
-fn run_writer(db: Database, rx: mpsc::Receiver<WriteOp>, halted: Arc<AtomicBool>) {
+fn run_writer(
+    db: Database,
+    rx: mpsc::Receiver<WriteOp>,
+    halted: Arc<AtomicBool>,
+    appended_bytes: Arc<AtomicU64>,
+) {
     let mut stop: Option<oneshot::Sender<()>> = None;
     // Whether the last commit was not synced (see `write_group`).
     let mut unsynced = false;
@@ -310,7 +336,7 @@ fn run_writer(db: Database, rx: mpsc::Receiver<WriteOp>, halted: Arc<AtomicBool>
         let durable = group
             .iter()
             .any(|op| !matches!(op, WriteOp::SaveCommitted { .. }));
-        let result = write_group(&db, &group, durable);
+        let result = write_group(&db, &group, durable, &appended_bytes);
         unsynced = !durable && result.is_ok();
         if let Err(e) = &result {
             tracing::error!(error = %e, "raft log write failed");
@@ -332,7 +358,7 @@ fn run_writer(db: Database, rx: mpsc::Receiver<WriteOp>, halted: Arc<AtomicBool>
     }
     if unsynced && stop.is_some() && !halted.load(Ordering::SeqCst) {
         // A clean stop makes the last committed id durable too.
-        if let Err(e) = write_group(&db, &[], true) {
+        if let Err(e) = write_group(&db, &[], true, &appended_bytes) {
             tracing::error!(error = %e, "final raft log sync failed");
         }
     }
@@ -348,7 +374,12 @@ fn run_writer(db: Database, rx: mpsc::Receiver<WriteOp>, halted: Arc<AtomicBool>
 /// durable with the next synced commit, which is the very next append, and
 /// losing it in a crash is harmless (see the module comment). That halves the
 /// syncs of a lone writer, whose every entry is an append then a commit.
-fn write_group(db: &Database, group: &[WriteOp], durable: bool) -> Result<(), String> {
+fn write_group(
+    db: &Database,
+    group: &[WriteOp],
+    durable: bool,
+    appended_bytes: &AtomicU64,
+) -> Result<(), String> {
     let s = |e: &dyn std::fmt::Display| e.to_string();
     let mut txn = db.begin_write().map_err(|e| s(&e))?;
     if !durable {
@@ -364,6 +395,7 @@ fn write_group(db: &Database, group: &[WriteOp], durable: bool) -> Result<(), St
                         let bytes = serde_json::to_vec(entry).map_err(|e| s(&e))?;
                         log.insert(entry.log_id.index, bytes.as_slice())
                             .map_err(|e| s(&e))?;
+                        appended_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                     }
                 }
                 WriteOp::Truncate { since, .. } => {

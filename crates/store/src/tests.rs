@@ -314,6 +314,45 @@ async fn reopen_after_snapshot_and_purge_keeps_every_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_past_its_byte_budget_is_snapshotted_and_purged() {
+    // The entry count never reaches `snapshot_every`: only the size can
+    // trigger the snapshot (large batched entries must not grow the log forever).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = StoreConfig {
+        snapshot_every: 1_000_000,
+        snapshot_log_bytes: 32 << 10,
+        ..StoreConfig::new(dir.path())
+    };
+    let store = Store::open(config.clone()).await.expect("open");
+    let mut last = 0;
+    for i in 0..200 {
+        last = store
+            .update(create(task(&format!("t{i}"))))
+            .await
+            .expect("update")
+            .index;
+    }
+    wait_metrics(&store, "a snapshot by size and the purge behind it", |m| {
+        m.snapshot.is_some() && m.purged.is_some()
+    })
+    .await;
+    store.shutdown().await.expect("shutdown");
+    let (indexes, purged) = log_store::disk_log_indexes(&dir.path().join(LOG_FILE)).expect("log");
+    let purged = purged.expect("the purge is recorded").index;
+    assert!(
+        indexes.len() < 200,
+        "{} entries left on disk after purging to {purged}",
+        indexes.len()
+    );
+    let store = reopen(&config).await;
+    store.view(|s| {
+        assert_eq!(s.task_count(), 200);
+        assert!(s.index() >= last);
+    });
+    store.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_updates_from_64_tasks_all_land() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(StoreConfig::new(dir.path()))
