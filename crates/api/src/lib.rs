@@ -10,6 +10,7 @@ pub mod dispatch;
 pub mod duration;
 pub mod id;
 pub mod object;
+pub mod rpc;
 pub mod spec;
 pub mod state;
 pub mod time;
