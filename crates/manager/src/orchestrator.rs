@@ -10,6 +10,11 @@
 //! another; Remove for tasks of slots above the replica count, of nodes that
 //! left, and of deleted services.
 //!
+//! Draining moves a replicated service's tasks a few at a time: no more of a
+//! service's slots are starting at once than its update parallelism allows
+//! (0: all at once), so a drain never takes a whole service down. Tasks of a
+//! node that is down are replaced at once: they are lost anyway.
+//!
 //! Stop before start: a slot whose previous task is still stopping on a
 //! healthy node is not refilled until that task has stopped. This is how a
 //! stop-first rolling update gets its order without the agent's help: the
@@ -30,6 +35,7 @@ pub fn reconcile(state: &State, now: Timestamp) -> Plan {
         state,
         now,
         desired: BTreeMap::new(),
+        drain_budget: None,
         plan: Plan::default(),
     };
     for svc in state.services() {
@@ -52,6 +58,9 @@ struct Orchestrator<'a> {
     /// New desired states, one per task, so that a task touched by two rules
     /// gets one Update op (two would conflict on the version).
     desired: BTreeMap<&'a str, (&'a Task, TaskState)>,
+    /// How many more tasks of the service being filled may leave a drained
+    /// node in this pass (`None`: no limit).
+    drain_budget: Option<u64>,
     plan: Plan,
 }
 
@@ -65,6 +74,16 @@ fn node_unfit(state: &State, t: &Task) -> bool {
     }
 }
 
+/// Whether the task's node is lost (down or gone), rather than only drained.
+fn node_lost(state: &State, t: &Task) -> bool {
+    match &t.node_id {
+        Some(id) => state
+            .node(id)
+            .is_none_or(|n| n.status.state == NodeState::Down),
+        None => false,
+    }
+}
+
 impl<'a> Orchestrator<'a> {
     /// Raises a task's desired state (it never goes back down).
     fn retire(&mut self, t: &'a Task, to: TaskState) {
@@ -73,6 +92,22 @@ impl<'a> Orchestrator<'a> {
         }
         let e = self.desired.entry(&t.meta.id).or_insert((t, to));
         e.1 = e.1.max(to);
+    }
+
+    /// Whether a task on an unfit node may be moved now: always from a lost
+    /// node, from a drained one while the service's drain budget lasts.
+    fn may_leave(&mut self, t: &Task) -> bool {
+        if node_lost(self.state, t) {
+            return true;
+        }
+        match &mut self.drain_budget {
+            None => true,
+            Some(0) => false,
+            Some(n) => {
+                *n -= 1;
+                true
+            }
+        }
     }
 
     fn will_retire(&self, t: &Task) -> bool {
@@ -91,6 +126,21 @@ impl<'a> Orchestrator<'a> {
         for t in self.state.tasks_by_service(&svc.meta.id) {
             slots.entry(t.slot).or_default().push(t);
         }
+        // A drain moves at most `parallelism` tasks at a time: the slots still
+        // starting (a live task not yet running) use up the budget.
+        let parallelism = svc.spec.update_config.parallelism;
+        self.drain_budget = (parallelism > 0).then(|| {
+            let starting = slots
+                .values()
+                .filter(|tasks| {
+                    tasks.iter().any(|t| {
+                        t.desired_state <= TaskState::Running
+                            && t.status.state < TaskState::Running
+                    })
+                })
+                .count() as u64;
+            parallelism.saturating_sub(starting)
+        });
         for slot in 1..=replicas {
             let tasks = slots.remove(&slot).unwrap_or_default();
             self.fill(svc, SlotKey::Replica(slot), &tasks);
@@ -100,6 +150,7 @@ impl<'a> Orchestrator<'a> {
         for t in slots.into_values().flatten() {
             self.retire(t, TaskState::Remove);
         }
+        self.drain_budget = None;
     }
 
     fn global(&mut self, svc: &'a Service) {
@@ -155,7 +206,7 @@ impl<'a> Orchestrator<'a> {
             } else if t.status.state.is_terminal() {
                 // Ended: the restart policy below decides on a replacement.
                 self.retire(t, TaskState::Shutdown);
-            } else if node_unfit(self.state, t) {
+            } else if node_unfit(self.state, t) && self.may_leave(t) {
                 // Drained or lost node: move the task, no restart delay.
                 self.retire(t, TaskState::Shutdown);
             } else {

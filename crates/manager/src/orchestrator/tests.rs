@@ -1,6 +1,7 @@
 //! Unit tests of the orchestrator and restart supervisor over plain states.
 
 use super::reconcile;
+use crate::plan::Plan;
 use crate::plan::testutil::*;
 use api::*;
 use std::collections::BTreeSet;
@@ -161,6 +162,58 @@ fn drain_moves_tasks_to_other_nodes() {
     assert!(running.iter().all(|t| t.node_id.as_deref() == Some("n2")));
     // The moved tasks were not restarts.
     assert!(running.iter().all(|t| t.restarts.is_empty()));
+}
+
+/// The tasks a plan shuts down on `node`.
+fn shut_down_on(plan: &Plan, node: &str) -> usize {
+    plan.ops
+        .iter()
+        .filter(|op| match op {
+            Op::Update(Object::Task(t)) => {
+                t.node_id.as_deref() == Some(node) && t.desired_state == TaskState::Shutdown
+            }
+            _ => false,
+        })
+        .count()
+}
+
+#[test]
+fn drain_moves_no_more_tasks_at_once_than_the_update_parallelism() {
+    for (parallelism, first_pass) in [(1, 1), (2, 2), (0, 3)] {
+        let mut w = World::new();
+        w.add_node("n1");
+        w.add_node("n2");
+        w.add_node("n3");
+        let mut svc = replicated("s", 9);
+        svc.spec.update_config.parallelism = parallelism;
+        w.create(T0, svc);
+        w.settle(at(1), &ALL, true);
+        w.update_node("n1", |n| n.spec.availability = Availability::Drain);
+        let plan = reconcile(&w.state, at(2));
+        assert_eq!(
+            shut_down_on(&plan, "n1"),
+            first_pass,
+            "parallelism {parallelism}"
+        );
+        // Whatever the pace, the drain ends with every task off n1.
+        w.settle(at(2), &ALL, true);
+        let running = w.running("s");
+        assert_eq!(slots(&running), (1..=9).collect::<Vec<_>>());
+        assert!(running.iter().all(|t| t.node_id.as_deref() != Some("n1")));
+    }
+}
+
+#[test]
+fn a_lost_node_has_all_its_tasks_replaced_at_once_whatever_the_parallelism() {
+    let mut w = World::new();
+    w.add_node("n1");
+    w.add_node("n2");
+    w.add_node("n3");
+    w.create(T0, replicated("s", 9));
+    w.settle(at(1), &ALL, true);
+    w.update_node("n1", |n| n.status.state = NodeState::Down);
+    let plan = reconcile(&w.state, at(2));
+    assert_eq!(shut_down_on(&plan, "n1"), 3);
 }
 
 #[test]
