@@ -54,6 +54,25 @@ pub fn service_spec(spec: &ServiceSpec) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// A node's spec as a user sets it: label keys as Docker's (not empty, no
+/// spaces or `=`, at most 128 characters).
+pub fn node_spec(spec: &crate::NodeSpec) -> Result<(), FieldError> {
+    for key in spec.labels.keys() {
+        if key.is_empty() {
+            return Err(err("spec.labels", "a label key must not be empty"));
+        }
+        if key.len() > 128 || key.contains(|c: char| c.is_whitespace() || c == '=') {
+            return Err(err(
+                "spec.labels",
+                format!(
+                    "{key:?} is not a valid label key: no spaces or '=', at most 128 characters"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub fn task_spec(t: &TaskSpec, at: &str) -> Result<(), FieldError> {
     if t.command.is_empty() || t.command[0].trim().is_empty() {
         return Err(err(

@@ -12,6 +12,8 @@ use utoipa::{Modify, OpenApi};
         handlers::info::get,
         handlers::nodes::list,
         handlers::nodes::inspect,
+        handlers::nodes::update,
+        handlers::nodes::remove,
         handlers::services::list,
         handlers::services::create,
         handlers::services::inspect,

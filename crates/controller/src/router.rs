@@ -10,7 +10,11 @@ pub fn app(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/info", get(handlers::info::get))
         .route("/nodes", get(handlers::nodes::list))
-        .route("/nodes/{id}", get(handlers::nodes::inspect))
+        .route(
+            "/nodes/{id}",
+            get(handlers::nodes::inspect).delete(handlers::nodes::remove),
+        )
+        .route("/nodes/{id}/update", post(handlers::nodes::update))
         .route(
             "/services",
             get(handlers::services::list).post(handlers::services::create),

@@ -1,7 +1,7 @@
 //! Request and response bodies of the API that are not stored objects
 //! themselves. The CLI uses these same types.
 
-use api::{Service, ServiceSpec};
+use api::{NodeSpec, Service, ServiceSpec};
 use serde::{Deserialize, Serialize};
 
 /// `GET /api/v1/info`.
@@ -55,4 +55,13 @@ pub struct UpdateService {
 #[serde(deny_unknown_fields)]
 pub struct Rollback {
     pub version: u64,
+}
+
+/// `POST /api/v1/nodes/{id}/update`: the node's new spec (role, availability,
+/// labels) and the version it was based on, as `docker node update`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateNode {
+    pub version: u64,
+    pub spec: NodeSpec,
 }

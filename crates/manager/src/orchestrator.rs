@@ -127,7 +127,9 @@ impl<'a> Orchestrator<'a> {
             slots.entry(t.slot).or_default().push(t);
         }
         // A drain moves at most `parallelism` tasks at a time: the slots still
-        // starting (a live task not yet running) use up the budget.
+        // starting (a live task not yet running) use up the budget. A task the
+        // scheduler could place nowhere does not: waiting for it would stall
+        // the drain of a cluster with no room left, where Swarm goes on.
         let parallelism = svc.spec.update_config.parallelism;
         self.drain_budget = (parallelism > 0).then(|| {
             let starting = slots
@@ -136,6 +138,7 @@ impl<'a> Orchestrator<'a> {
                     tasks.iter().any(|t| {
                         t.desired_state <= TaskState::Running
                             && t.status.state < TaskState::Running
+                            && t.status.err.is_none()
                     })
                 })
                 .count() as u64;

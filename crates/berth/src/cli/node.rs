@@ -1,9 +1,12 @@
-//! `berth node ls|inspect`.
+//! `berth node ls|inspect|update|promote|demote|rm`.
 
+use super::flags;
 use super::output::{self, Format};
-use crate::client::Client;
-use api::Node;
-use clap::Subcommand;
+use crate::client::{status_of, Client};
+use anyhow::bail;
+use api::{Availability, Node, NodeRole, NodeSpec};
+use clap::{Subcommand, ValueEnum};
+use controller::wire::{Created, UpdateNode};
 use std::process::ExitCode;
 
 #[derive(Subcommand, Debug)]
@@ -19,6 +22,56 @@ pub enum NodeCommand {
     },
     /// Show a node in full (JSON).
     Inspect { node: String },
+    /// Change a node's availability or labels.
+    Update {
+        /// active: runs tasks; pause: keeps its tasks, gets no new ones;
+        /// drain: its tasks move elsewhere (at each service's update parallelism).
+        #[arg(long, value_enum)]
+        availability: Option<AvailabilityArg>,
+        /// Add or replace a label KEY=VALUE (repeatable).
+        #[arg(long, value_parser = flags::key_value)]
+        label_add: Vec<(String, String)>,
+        /// Remove a label by key (repeatable).
+        #[arg(long)]
+        label_rm: Vec<String>,
+        node: String,
+    },
+    /// Make nodes managers.
+    Promote {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Make managers workers.
+    Demote {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Remove nodes from the cluster (a node must be down, or use --force).
+    #[command(alias = "remove")]
+    Rm {
+        /// Remove a node even if it is not down.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum AvailabilityArg {
+    Active,
+    Pause,
+    Drain,
+}
+
+impl From<AvailabilityArg> for Availability {
+    fn from(a: AvailabilityArg) -> Availability {
+        match a {
+            AvailabilityArg::Active => Availability::Active,
+            AvailabilityArg::Pause => Availability::Pause,
+            AvailabilityArg::Drain => Availability::Drain,
+        }
+    }
 }
 
 pub async fn run(cmd: NodeCommand, c: &Client) -> anyhow::Result<ExitCode> {
@@ -51,8 +104,70 @@ pub async fn run(cmd: NodeCommand, c: &Client) -> anyhow::Result<ExitCode> {
             let n: Node = c.get(&format!("/api/v1/nodes/{node}")).await?;
             println!("{}", output::json(&n)?);
         }
+        NodeCommand::Update {
+            availability,
+            label_add,
+            label_rm,
+            node,
+        } => {
+            update(c, &node, |spec| {
+                if let Some(a) = availability {
+                    spec.availability = a.into();
+                }
+                for k in &label_rm {
+                    spec.labels.remove(k);
+                }
+                for (k, v) in &label_add {
+                    spec.labels.insert(k.clone(), v.clone());
+                }
+            })
+            .await?;
+            println!("{node}");
+        }
+        NodeCommand::Promote { nodes } => {
+            for node in nodes {
+                update(c, &node, |spec| spec.role = NodeRole::Manager).await?;
+                println!("Node {node} promoted to a manager in the cluster.");
+            }
+        }
+        NodeCommand::Demote { nodes } => {
+            for node in nodes {
+                update(c, &node, |spec| spec.role = NodeRole::Worker).await?;
+                println!("Manager {node} demoted in the cluster.");
+            }
+        }
+        NodeCommand::Rm { force, nodes } => {
+            for node in nodes {
+                c.delete(&format!("/api/v1/nodes/{node}?force={force}"))
+                    .await?;
+                println!("{node}");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads a node, changes its spec and writes it back against the version it
+/// read, reading again if someone else wrote in between.
+async fn update(c: &Client, key: &str, change: impl Fn(&mut NodeSpec)) -> anyhow::Result<()> {
+    for attempt in 0..5 {
+        let n: Node = c.get(&format!("/api/v1/nodes/{key}")).await?;
+        let mut spec = n.spec.clone();
+        change(&mut spec);
+        let req = UpdateNode {
+            version: n.meta.version,
+            spec,
+        };
+        match c
+            .post::<_, Created>(&format!("/api/v1/nodes/{}/update", n.meta.id), &req)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if status_of(&e) == Some(409) && attempt < 4 => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    bail!("node {key} keeps changing under this update; try again")
 }
 
 fn row(n: &Node) -> Vec<String> {

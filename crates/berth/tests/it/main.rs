@@ -8,4 +8,5 @@ mod api_errors;
 mod binary;
 mod conventions;
 mod lifecycle;
+mod nodes;
 mod support;

@@ -1,9 +1,14 @@
 //! `/api/v1/nodes`: the nodes of the cluster.
 
+use super::parse_json;
+use crate::wire::{Created, UpdateNode};
 use crate::{error::ApiError, AppState};
-use api::Node;
-use axum::extract::{Path, State};
+use api::{Node, NodeRole, NodeState, Op};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::Json;
+use serde::Deserialize;
 
 #[utoipa::path(get, path = "/api/v1/nodes", responses((status = 200, body = Vec<api::Node>)), security(("bearer" = [])))]
 pub async fn list(State(app): State<AppState>) -> Json<Vec<Node>> {
@@ -17,6 +22,91 @@ pub async fn inspect(
     Path(key): Path<String>,
 ) -> Result<Json<Node>, ApiError> {
     app.store.view(|s| resolve(s, &key).cloned()).map(Json)
+}
+
+#[utoipa::path(post, path = "/api/v1/nodes/{id}/update", params(("id" = String, Path, description = "node id, unique id prefix or hostname")),
+    request_body = UpdateNode,
+    responses((status = 200, body = Created), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)), security(("bearer" = [])))]
+pub async fn update(
+    State(app): State<AppState>,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> Result<Json<Created>, ApiError> {
+    let req: UpdateNode = parse_json(&body)?;
+    api::validate::node_spec(&req.spec)?;
+    let (mut node, managers) = app.store.view(|s| {
+        let managers = s
+            .nodes()
+            .filter(|n| n.spec.role == NodeRole::Manager)
+            .count();
+        resolve(s, &key).cloned().map(|n| (n, managers))
+    })?;
+    if req.version != node.meta.version {
+        return Err(ApiError::Conflict(format!(
+            "node {} was changed since version {} (it is at {}): read it again and retry",
+            node.description.hostname, req.version, node.meta.version
+        )));
+    }
+    if node.spec.role == NodeRole::Manager && req.spec.role == NodeRole::Worker && managers == 1 {
+        return Err(ApiError::bad(
+            "spec.role",
+            "cannot demote the last manager of the cluster: promote another node first",
+        ));
+    }
+    let id = node.meta.id.clone();
+    if req.spec == node.spec {
+        return Ok(Json(Created {
+            id,
+            version: node.meta.version,
+        }));
+    }
+    node.spec = req.spec;
+    let change = app.store.update(vec![Op::Update(node.into())]).await?;
+    Ok(Json(Created {
+        id,
+        version: change.index,
+    }))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveQuery {
+    /// Remove a node that is not down (its tasks are rescheduled elsewhere).
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[utoipa::path(delete, path = "/api/v1/nodes/{id}", params(("id" = String, Path, description = "node id, unique id prefix or hostname"), RemoveQuery),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)), security(("bearer" = [])))]
+pub async fn remove(
+    State(app): State<AppState>,
+    Path(key): Path<String>,
+    Query(q): Query<RemoveQuery>,
+) -> Result<StatusCode, ApiError> {
+    let node = app.store.view(|s| resolve(s, &key).cloned())?;
+    let name = &node.description.hostname;
+    // As Docker: a manager leaves the Raft group by a demotion first, and a
+    // live node is only removed on purpose.
+    if node.spec.role == NodeRole::Manager {
+        return Err(ApiError::Conflict(format!(
+            "node {name} is a manager: demote it before removing it (berth node demote {name})"
+        )));
+    }
+    if node.status.state != NodeState::Down && !q.force {
+        return Err(ApiError::Conflict(format!(
+            "node {name} is not down and can't be removed: stop it, or use --force"
+        )));
+    }
+    // The orchestrator replaces the tasks of a node that is gone.
+    app.store
+        .update(vec![Op::Delete {
+            kind: api::Kind::Node,
+            id: node.meta.id,
+            version: Some(node.meta.version),
+        }])
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Finds a node by id, hostname, or a unique id prefix (as the docker CLI does).

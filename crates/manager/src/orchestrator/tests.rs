@@ -1,8 +1,8 @@
 //! Unit tests of the orchestrator and restart supervisor over plain states.
 
 use super::reconcile;
-use crate::plan::Plan;
 use crate::plan::testutil::*;
+use crate::plan::Plan;
 use api::*;
 use std::collections::BTreeSet;
 
@@ -201,6 +201,24 @@ fn drain_moves_no_more_tasks_at_once_than_the_update_parallelism() {
         assert_eq!(slots(&running), (1..=9).collect::<Vec<_>>());
         assert!(running.iter().all(|t| t.node_id.as_deref() != Some("n1")));
     }
+}
+
+#[test]
+fn a_drain_with_nowhere_to_go_still_stops_every_task() {
+    let mut w = World::new();
+    w.add_node("n1");
+    w.create(T0, replicated("s", 3));
+    w.settle(at(1), &ALL, true);
+    w.update_node("n1", |n| n.spec.availability = Availability::Drain);
+    w.settle(at(2), &ALL, true);
+    assert!(w.running("s").is_empty());
+    let pending = w
+        .tasks("s")
+        .into_iter()
+        .filter(|t| t.desired_state == TaskState::Running)
+        .filter(|t| t.status.state == TaskState::Pending && t.status.err.is_some())
+        .count();
+    assert_eq!(pending, 3, "each slot waits for a node, saying why");
 }
 
 #[test]
