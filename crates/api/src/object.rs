@@ -70,6 +70,60 @@ pub struct Cluster {
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(with = "crate::duration")]
     pub heartbeat_period: std::time::Duration,
+    /// The cluster's identity and secrets, made by `berth init` (and `berth
+    /// up`). Held only in the managers' store: the API never serves it.
+    #[serde(default)]
+    pub security: Option<ClusterSecurity>,
+}
+
+/// A certificate authority: its certificate and private key, in PEM.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaKeys {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for CaKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaKeys")
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The secrets a node shows to join, one per role (`BERTH-1-<ca digest>-<secret>`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinTokens {
+    pub worker: String,
+    pub manager: String,
+}
+
+impl std::fmt::Debug for JoinTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JoinTokens { <redacted> }")
+    }
+}
+
+/// What makes a cluster one: its id, its two roots of trust (DESIGN §5), the
+/// join tokens, and the keys of the gossip network.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSecurity {
+    /// Random, in every node certificate: a certificate of another cluster
+    /// signed by a look-alike CA is still refused.
+    pub cluster_id: String,
+    /// Signs node certificates (mutual TLS between nodes).
+    pub root_ca: CaKeys,
+    /// Signs client bundles (users' certificates).
+    pub client_ca: CaKeys,
+    pub join_tokens: JoinTokens,
+    /// Keys of the gossip network (hex), the one to send with first; nodes
+    /// accept all of them, so a rotation adds a key before it drops one.
+    #[serde(default)]
+    pub gossip_keys: Vec<String>,
 }
 
 impl Cluster {
@@ -81,6 +135,7 @@ impl Cluster {
             name: name.into(),
             task_history_limit: 5,
             heartbeat_period: std::time::Duration::from_secs(5),
+            security: None,
         }
     }
 }

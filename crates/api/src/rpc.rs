@@ -6,6 +6,11 @@ pub mod health {
     tonic::include_proto!("berth.health");
 }
 
+/// Node certificates (join, renewal) and managers joining the Raft group.
+pub mod node {
+    tonic::include_proto!("berth.node");
+}
+
 use std::net::SocketAddr;
 use tonic::transport::Channel;
 
