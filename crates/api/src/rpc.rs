@@ -6,6 +6,12 @@ pub mod health {
     tonic::include_proto!("berth.health");
 }
 
+/// The managers' Raft group: Raft's RPCs and a follower's writes forwarded to
+/// the leader (served by the `store` crate).
+pub mod raft {
+    tonic::include_proto!("berth.raft");
+}
+
 /// Node certificates (join, renewal) and managers joining the Raft group.
 pub mod node {
     tonic::include_proto!("berth.node");
