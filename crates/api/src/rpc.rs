@@ -6,6 +6,11 @@ pub mod health {
     tonic::include_proto!("berth.health");
 }
 
+/// The dispatcher's conversation with agents (`dispatch::Dispatcher` on the wire).
+pub mod dispatcher {
+    tonic::include_proto!("berth.dispatcher");
+}
+
 /// The managers' Raft group: Raft's RPCs and a follower's writes forwarded to
 /// the leader (served by the `store` crate).
 pub mod raft {
