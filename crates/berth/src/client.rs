@@ -26,7 +26,10 @@ impl std::error::Error for ApiFailure {}
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
-    base: String,
+    /// `https://host:port` of each manager to try, the preferred one first.
+    bases: Vec<String>,
+    /// The manager that answered last, tried first next time.
+    current: Arc<std::sync::atomic::AtomicUsize>,
     token: String,
 }
 
@@ -50,19 +53,30 @@ impl Client {
             .timeout(std::time::Duration::from_secs(60))
             .build()
             .context("building the HTTPS client")?;
+        let mut bases = vec![format!("https://{}", creds.host)];
+        for m in &creds.managers {
+            let b = format!("https://{m}");
+            if !bases.contains(&b) {
+                bases.push(b);
+            }
+        }
         Ok(Client {
             http,
-            base: format!("https://{}", creds.host),
+            bases,
+            current: Arc::default(),
             token: creds.token.clone(),
         })
     }
 
+    /// The manager the client talks to now.
     pub fn base(&self) -> &str {
-        &self.base
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        &self.bases[i % self.bases.len()]
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        self.send(self.http.get(self.url(path))).await
+        self.send(|base| self.http.get(format!("{base}{path}")))
+            .await
     }
 
     pub async fn post<B: Serialize, T: DeserializeOwned>(
@@ -70,33 +84,57 @@ impl Client {
         path: &str,
         body: &B,
     ) -> anyhow::Result<T> {
-        self.send(self.http.post(self.url(path)).json(body)).await
+        self.send(|base| self.http.post(format!("{base}{path}")).json(body))
+            .await
     }
 
     pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
-        let resp = self.execute(self.http.delete(self.url(path))).await?;
+        let resp = self
+            .execute(|base| self.http.delete(format!("{base}{path}")))
+            .await?;
         check(resp).await.map(|_| ())
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    async fn execute(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
-        req.bearer_auth(&self.token).send().await.map_err(|e| {
-            if e.is_connect() || e.is_timeout() {
-                anyhow!(
-                    "cannot reach the berth API at {}: {} (is `berth up` running?)",
-                    self.base,
-                    root_cause(&e)
-                )
-            } else {
-                anyhow!("request to {} failed: {}", self.base, root_cause(&e))
+    /// Sends the request to the current manager, and to the next ones in turn
+    /// while a manager cannot be reached. Only a failure to connect moves on:
+    /// the request was never received, so sending it elsewhere is safe.
+    async fn execute(
+        &self,
+        req: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
+        use std::sync::atomic::Ordering;
+        let first = self.current.load(Ordering::Relaxed);
+        let mut unreachable = Vec::new();
+        for k in 0..self.bases.len() {
+            let i = (first + k) % self.bases.len();
+            let base = &self.bases[i];
+            match req(base).bearer_auth(&self.token).send().await {
+                Ok(resp) => {
+                    self.current.store(i, Ordering::Relaxed);
+                    return Ok(resp);
+                }
+                Err(e) if e.is_connect() => {
+                    unreachable.push(format!("{base}: {}", root_cause(&e)));
+                }
+                Err(e) if e.is_timeout() => {
+                    return Err(anyhow!(
+                        "the berth API at {base} did not answer in time: {}",
+                        root_cause(&e)
+                    ))
+                }
+                Err(e) => return Err(anyhow!("request to {base} failed: {}", root_cause(&e))),
             }
-        })
+        }
+        Err(anyhow!(
+            "cannot reach the berth API ({}) — is berth running?",
+            unreachable.join("; ")
+        ))
     }
 
-    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> anyhow::Result<T> {
         let resp = check(self.execute(req).await?).await?;
         let bytes = resp.bytes().await.context("reading the API's answer")?;
         serde_json::from_slice(&bytes)

@@ -7,8 +7,12 @@ use std::path::Path;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Credentials {
-    /// `host:port` of a manager's API.
+    /// `host:port` of a manager's API, tried first.
     pub host: String,
+    /// The API addresses of the other managers, tried in turn when `host`
+    /// cannot be reached.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managers: Vec<String>,
     pub token: String,
     /// PEM of the certificate (or CA) the API presents.
     pub ca_pem: String,

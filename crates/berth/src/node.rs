@@ -206,6 +206,7 @@ fn admin_credentials(
             if hex::encode(controller::auth::token_hash(&existing.token)) == known {
                 let creds = Credentials {
                     host,
+                    managers: Vec::new(),
                     token: existing.token,
                     ca_pem: ca_pem.to_string(),
                 };
@@ -222,6 +223,7 @@ fn admin_credentials(
     .with_context(|| format!("writing {}", hash_path.display()))?;
     let creds = Credentials {
         host,
+        managers: Vec::new(),
         token,
         ca_pem: ca_pem.to_string(),
     };

@@ -117,3 +117,30 @@ async fn node_update_drain_and_refusals() {
     assert!(ok);
     n.node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_client_moves_on_to_a_manager_it_can_reach() {
+    let n = TestNode::start().await;
+    // A port nobody listens on: bind one, then free it.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut creds = n.node.credentials.clone();
+    creds.managers = vec![creds.host.clone()];
+    creds.host = dead.to_string();
+    let c = berth::client::Client::new(&creds).unwrap();
+    let info: controller::wire::Info = c.get("/api/v1/info").await.unwrap();
+    assert!(info.leader);
+    assert_eq!(c.base(), format!("https://{}", n.node.credentials.host));
+
+    // With no manager reachable, the error names each address tried.
+    creds.managers.clear();
+    let c = berth::client::Client::new(&creds).unwrap();
+    let err = c
+        .get::<controller::wire::Info>("/api/v1/info")
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains(&dead.to_string()), "{err:#}");
+    n.node.shutdown().await.unwrap();
+}
