@@ -9,6 +9,7 @@ pub use driver::exec::{shim_main, ExecDriver, ShimCommand};
 pub use driver::{Driver, DriverError, TaskConfig, TaskExit, TaskInfo, TaskRunState};
 pub mod agent;
 pub mod reconcile;
+pub mod remote;
 pub mod supervisor;
 
 pub use agent::{Agent, AgentConfig, AgentError};

@@ -11,6 +11,7 @@ pub mod scheduler;
 pub mod updater;
 
 pub mod dispatcher;
+pub mod rpc;
 pub mod runtime;
 
 pub use dispatcher::{DispatcherConfig, LocalDispatcher};
