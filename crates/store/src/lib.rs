@@ -6,32 +6,53 @@
 //! - [`state_machine`]: the in-memory `State`, fed by committed entries through
 //!   the deterministic [`api::State::apply`], persisted by snapshots.
 //! - [`snapshot`]: the versioned snapshot format and its atomic file.
-//! - [`network`]: the (absent) network to other managers.
+//! - [`network`]: openraft's RPCs to the other managers over gRPC, and what
+//!   this manager knows of their reachability.
+//! - [`proposer`]: turns `update()` calls into log entries, on the leader, or
+//!   forwards them to it from a follower.
+//! - [`cluster`]: forming and changing the group (initialize, add and remove
+//!   managers, force a new cluster), and the quorum check.
+//! - [`rpc`]: the `berth.raft.Raft` gRPC service a manager serves to the others.
 //!
 //! Components never call each other; they coordinate through this store:
 //! [`Store::view`] to read, [`Store::update`] to change, [`Store::watch`] to
 //! follow changes. Updates that wait at the same time travel in one log entry
 //! (a [`types::Proposal`]) so that they share one fsync; each is still applied
-//! whole or not at all, on its own. The group has a single voter for now (issue 2); adding
-//! members needs a real [`network`] and the RPC server that feeds the
-//! [`Raft`](openraft::Raft) handle.
+//! whole or not at all, on its own.
+//!
+//! Two ways to open a store: [`Store::open`] for a single node (`berth up`),
+//! which founds a one-voter group with no network, and [`Store::open_member`]
+//! for a manager of a cluster, which starts Raft with a network and founds
+//! nothing: the first manager then calls [`Store::initialize`], later ones wait
+//! until the leader adds them ([`Store::add_manager`]).
 
+mod cluster;
 mod log_store;
-pub mod network;
+mod network;
+mod proposer;
+pub mod rpc;
 mod snapshot;
 mod state_machine;
 pub mod types;
 
 #[cfg(test)]
+mod cluster_tests;
+#[cfg(test)]
 mod tests;
 
+pub use cluster::{raft_id, ManagerInfo};
+pub use network::NetworkFailure;
+
 use crate::log_store::{LogStore, Writer};
+use crate::network::{Network, Peers};
+use crate::proposer::{Failure, Request};
 use crate::state_machine::{Applied, Shared, StateMachine};
 use crate::types::{NodeId, Proposal, Raft};
+use api::rpc::Connector;
 use openraft::error::{ClientWriteError, Fatal, RaftError};
 use openraft::{RaftMetrics, ServerState, SnapshotPolicy};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,12 +77,18 @@ const LOG_SIZE_CHECK: Duration = Duration::from_millis(500);
 const MAX_BATCHES_PER_ENTRY: usize = 1024;
 /// The redb file holding the Raft log and vote, inside [`StoreConfig::dir`].
 const LOG_FILE: &str = "raft.redb";
+/// The file that records which Raft id owns the directory.
+const RAFT_ID_FILE: &str = "raft_id";
+
+type Metrics = RaftMetrics<NodeId, openraft::BasicNode>;
 
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
     /// Data directory of this store: the redb log file and the snapshot.
     pub dir: PathBuf,
-    /// Raft node id (1 for the single node).
+    /// Raft id of this manager: 1 for a single node, [`raft_id`] of the berth
+    /// node id for a manager of a cluster. Recorded in the directory at first
+    /// open; a later open with another id is refused.
     pub node_id: u64,
     /// Build a snapshot and purge the log every this many applied entries.
     pub snapshot_every: u64,
@@ -70,6 +97,22 @@ pub struct StoreConfig {
     /// tasks), so a count alone would let the log, and its copy in memory, grow
     /// to gigabytes before the count is reached.
     pub snapshot_log_bytes: u64,
+    /// How often the leader sends heartbeats and managers probe each other.
+    /// openraft also uses it as the timeout of one AppendEntries, so it must
+    /// cover a follower's fsync of a batch.
+    pub heartbeat_interval: Duration,
+    /// A follower that stops hearing from its leader waits
+    /// `election_timeout_max` (openraft's leader lease) plus a random time in
+    /// `[election_timeout_min, election_timeout_max)` before it stands for
+    /// election; a failover takes about that long. `election_timeout_max` is
+    /// also how recently a manager must have answered to count as reachable.
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+    /// How long `update` waits for its write to be committed and applied here.
+    pub write_timeout: Duration,
+    /// How long `add_manager` waits for a new manager to catch up with the
+    /// log before it makes it a voter.
+    pub catch_up_timeout: Duration,
 }
 
 impl StoreConfig {
@@ -79,19 +122,30 @@ impl StoreConfig {
             node_id: 1,
             snapshot_every: 10_000,
             snapshot_log_bytes: 16 << 20,
+            // A failover is lease + election timeout + a tick of 1.5
+            // heartbeats: 400 + [200, 400) + 150 ms, under a second, against
+            // SwarmKit's 10-20 s. A heartbeat still has 100 ms for a
+            // follower's fsync, and a follower misses six heartbeats before
+            // it calls an election.
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout_min: Duration::from_millis(200),
+            election_timeout_max: Duration::from_millis(400),
+            write_timeout: WRITE_TIMEOUT,
+            catch_up_timeout: Duration::from_secs(60),
         }
     }
 
     fn raft_config(&self) -> Result<openraft::Config, StoreError> {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         openraft::Config {
             cluster_name: "berth".into(),
-            // The group has one voter, so these only matter for a restart that
-            // does not resume leadership (and later for managers on a LAN with
-            // fsync'd logs): heartbeats well under the election timeout, and an
-            // election timeout long enough to ride out a slow fsync.
-            heartbeat_interval: 250,
-            election_timeout_min: 1000,
-            election_timeout_max: 2000,
+            heartbeat_interval: ms(self.heartbeat_interval),
+            election_timeout_min: ms(self.election_timeout_min),
+            election_timeout_max: ms(self.election_timeout_max),
+            // Per snapshot chunk: a chunk travels as JSON (bytes become a
+            // number array, about 3.5 times larger) and is fsynced.
+            install_snapshot_timeout: 10_000,
+            snapshot_max_chunk_size: 1 << 20,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every.max(1)),
             max_in_snapshot_log_to_keep: LOG_KEPT_AFTER_SNAPSHOT,
             purge_batch_size: 1,
@@ -132,22 +186,32 @@ pub struct Store {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("node_id", &self.inner.node_id)
+            .field("node_id", &self.inner.core.me)
             .field("index", &self.view(|s| s.index()))
             .finish()
     }
 }
 
-struct Inner {
+/// What the proposer, the RPC service and the store share. Holds no sender
+/// of the proposal channel, so the proposer ends when the last `Store` goes.
+pub(crate) struct Core {
     raft: Raft,
+    me: NodeId,
+    metrics: watch::Receiver<Metrics>,
+    peers: Arc<Peers>,
+    shared: Arc<Shared>,
+    config: StoreConfig,
+}
+
+struct Inner {
+    core: Arc<Core>,
     /// To the proposer task, which turns waiting updates into log entries.
     proposals: mpsc::UnboundedSender<Request>,
-    metrics: watch::Receiver<RaftMetrics<NodeId, openraft::BasicNode>>,
-    shared: Arc<Shared>,
     writer: Writer,
-    node_id: NodeId,
     closed: AtomicBool,
-    write_timeout: Duration,
+    /// One change of the managers at a time (openraft refuses a second one
+    /// while the first is in progress; waiting is kinder).
+    membership: tokio::sync::Mutex<()>,
 }
 
 impl Drop for Inner {
@@ -156,51 +220,57 @@ impl Drop for Inner {
         // is queued and release the database file, so the directory can be
         // opened again in this process.
         self.writer.stop_in_background();
+        self.core.peers.close();
     }
 }
 
 impl Store {
-    /// Opens (creating if new) the store; a fresh store initializes a
-    /// single-voter Raft group and waits until it is leader. A reopened store
-    /// has every entry committed before (including after kill -9) applied
-    /// before open returns. A directory still held by another open store
-    /// answers [`StoreError::Unavailable`].
+    /// Opens (creating if new) the store of a single node; a fresh store
+    /// initializes a single-voter Raft group and waits until it is leader. A
+    /// reopened store has every entry committed before (including after
+    /// kill -9) applied before open returns. A directory still held by
+    /// another open store answers [`StoreError::Unavailable`].
     pub async fn open(config: StoreConfig) -> Result<Store, StoreError> {
-        Store::open_with(config, WRITE_TIMEOUT).await
+        let store = Store::start_raft(config, None).await?;
+        // On failure, stop Raft and the writer here rather than leave a
+        // half-open store holding the database file.
+        if let Err(e) = store.found_single_node().await {
+            let _ = store.shutdown().await;
+            return Err(e);
+        }
+        Ok(store)
     }
 
-    async fn open_with(config: StoreConfig, write_timeout: Duration) -> Result<Store, StoreError> {
+    /// Opens the store of a manager of a cluster, with `connector` to reach
+    /// the others, and returns as soon as Raft runs: serve
+    /// [`Store::raft_service`] next. A new directory founds nothing: call
+    /// [`Store::initialize`] on the first manager; any other waits until the
+    /// leader adds it with [`Store::add_manager`]. A reopened directory
+    /// rejoins its group; entries it knew committed are applied, later ones
+    /// come once a leader is in contact.
+    pub async fn open_member(
+        config: StoreConfig,
+        connector: Arc<dyn Connector>,
+    ) -> Result<Store, StoreError> {
+        Store::start_raft(config, Some(connector)).await
+    }
+
+    async fn start_raft(
+        config: StoreConfig,
+        connector: Option<Arc<dyn Connector>>,
+    ) -> Result<Store, StoreError> {
         let raft_config = Arc::new(config.raft_config()?);
         let dir = config.dir.clone();
+        let node_id = config.node_id;
         let (log_store, writer, applied) = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| StoreError::Storage(format!("creating {}: {e}", dir.display())))?;
+            claim_dir(&dir, node_id)?;
             snapshot::remove_leftovers(&dir)
                 .map_err(|e| StoreError::Storage(format!("cleaning {}: {e}", dir.display())))?;
-            let applied = match snapshot::read(&dir) {
-                Ok(None) => Applied::default(),
-                Ok(Some(bytes)) => {
-                    let (meta, state) = snapshot::decode(&bytes).map_err(|e| {
-                        StoreError::Storage(format!("snapshot in {}: {e}", dir.display()))
-                    })?;
-                    Applied {
-                        state,
-                        last_applied: meta.last_log_id,
-                        membership: meta.last_membership,
-                    }
-                }
-                Err(e) => {
-                    return Err(StoreError::Storage(format!(
-                        "reading the snapshot in {}: {e}",
-                        dir.display()
-                    )))
-                }
-            };
-            let (log_store, writer) = LogStore::open(&dir.join(LOG_FILE)).map_err(|e| match e {
-                e @ log_store::OpenError::InUse(_) => StoreError::Unavailable(e.to_string()),
-                e => StoreError::Storage(e.to_string()),
-            })?;
-            Ok((log_store, writer, applied))
+            let applied = load_snapshot(&dir)?;
+            let (log_store, writer) = open_log(&dir)?;
+            Ok::<_, StoreError>((log_store, writer, applied))
         })
         .await
         .map_err(|e| StoreError::Storage(format!("opening the store: {e}")))??;
@@ -208,10 +278,16 @@ impl Store {
         let log_bytes = log_store.appended_bytes();
         let shared = Arc::new(Shared::new(applied, WATCH_CAPACITY));
         let state_machine = StateMachine::new(shared.clone(), config.dir.clone());
+        let has_network = connector.is_some();
+        let peers = Arc::new(Peers::new(
+            config.node_id,
+            connector,
+            config.election_timeout_max,
+        ));
         let raft = match Raft::new(
             config.node_id,
             raft_config,
-            network::NoNetwork,
+            Network::new(peers.clone()),
             log_store,
             state_machine,
         )
@@ -223,56 +299,74 @@ impl Store {
                 return Err(fatal(e));
             }
         };
+        let core = Arc::new(Core {
+            metrics: raft.metrics(),
+            raft: raft.clone(),
+            me: config.node_id,
+            peers: peers.clone(),
+            shared,
+            config: config.clone(),
+        });
         let (proposals, requests) = mpsc::unbounded_channel();
-        tokio::spawn(run_proposer(raft.clone(), requests));
+        tokio::spawn(proposer::run(core.clone(), requests));
         tokio::spawn(snapshot_by_size(
             raft.clone(),
             log_bytes,
             config.snapshot_log_bytes,
         ));
-        let store = Store {
-            inner: Arc::new(Inner {
-                proposals,
-                metrics: raft.metrics(),
-                raft,
-                shared,
-                writer,
-                node_id: config.node_id,
-                closed: AtomicBool::new(false),
-                write_timeout,
-            }),
-        };
-        // On failure, stop Raft and the writer here rather than leave a
-        // half-open store holding the database file.
-        if let Err(e) = store.start().await {
-            let _ = store.shutdown().await;
-            return Err(e);
+        if has_network {
+            tokio::spawn(network::probe_peers(
+                peers,
+                raft.metrics(),
+                config.heartbeat_interval,
+            ));
         }
-        Ok(store)
+        Ok(Store {
+            inner: Arc::new(Inner {
+                core,
+                proposals,
+                writer,
+                closed: AtomicBool::new(false),
+                membership: tokio::sync::Mutex::new(()),
+            }),
+        })
     }
 
-    /// Brings a freshly built Raft node to leadership and applies the log.
-    async fn start(&self) -> Result<(), StoreError> {
-        let raft = &self.inner.raft;
-        let id = self.inner.node_id;
+    /// Founds a single-voter group in a new directory, then leads it.
+    async fn found_single_node(&self) -> Result<(), StoreError> {
+        let raft = &self.inner.core.raft;
         if !raft.is_initialized().await.map_err(fatal)? {
             // A new directory: this node founds a single-voter group. The
             // membership entry it appends is what makes a reopen skip this.
-            raft.initialize(BTreeSet::from([id]))
+            raft.initialize(BTreeSet::from([self.inner.core.me]))
                 .await
                 .map_err(|e| StoreError::Storage(format!("initializing raft: {e}")))?;
-        } else {
-            let m = self.inner.metrics.borrow().clone();
-            let sole_voter = m
-                .membership_config
-                .membership()
-                .voter_ids()
-                .collect::<Vec<_>>()
-                == vec![id];
-            if sole_voter && m.state != ServerState::Leader {
-                // The only voter need not wait an election timeout to win.
-                raft.trigger().elect().await.map_err(fatal)?;
-            }
+        }
+        self.lead_alone().await
+    }
+
+    /// Brings this node, the group's only voter, to leadership and applies the
+    /// log.
+    async fn lead_alone(&self) -> Result<(), StoreError> {
+        let core = &self.inner.core;
+        let raft = &core.raft;
+        let id = core.me;
+        let m = self.membership_known().await?;
+        let sole_voter = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect::<Vec<_>>()
+            == vec![id];
+        if !sole_voter {
+            return Err(StoreError::Unavailable(format!(
+                "raft node {id} is not the only voter of its group ({}); open it as a member",
+                m.membership_config.membership()
+            )));
+        }
+        if m.state != ServerState::Leader {
+            // The only voter need not wait an election timeout to win.
+            raft.trigger().elect().await.map_err(fatal)?;
         }
         raft.wait(Some(OPEN_TIMEOUT))
             .metrics(
@@ -291,59 +385,94 @@ impl Store {
         Ok(())
     }
 
+    /// The metrics once they show the membership of an initialized node
+    /// (openraft publishes them a moment after `initialize` returns).
+    async fn membership_known(&self) -> Result<Metrics, StoreError> {
+        self.inner
+            .core
+            .raft
+            .wait(Some(OPEN_TIMEOUT))
+            .metrics(
+                |m| {
+                    m.membership_config
+                        .membership()
+                        .voter_ids()
+                        .next()
+                        .is_some()
+                },
+                "the membership is known",
+            )
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("waiting for the membership: {e}")))
+    }
+
+    /// This manager's Raft id.
+    pub fn raft_id(&self) -> u64 {
+        self.inner.core.me
+    }
+
     /// Reads the local state (committed and applied). Runs `f` under a read
     /// lock: keep it short; nothing in it can await.
     pub fn view<R>(&self, f: impl FnOnce(&api::State) -> R) -> R {
-        f(&self.inner.shared.read().state)
+        f(&self.inner.core.shared.read().state)
     }
 
     /// Proposes `ops` as one [`api::Batch`] (stamped with this node's clock),
     /// waits until it is committed and applied locally and returns what it
-    /// changed. A batch refused by [`api::State::apply`] comes back as
-    /// [`StoreError::Apply`] and nothing of it is applied. Answers
-    /// [`StoreError::Unavailable`] if the write is not applied within 10 s; it
-    /// may still be applied later.
+    /// changed. On a follower the batch is forwarded to the leader, and the
+    /// answer waits until this manager has applied the entry too, so a reader
+    /// of this manager sees the write. A batch refused by
+    /// [`api::State::apply`] comes back as [`StoreError::Apply`] and nothing
+    /// of it is applied. Answers [`StoreError::Unavailable`] at once when this
+    /// manager cannot reach a majority of the managers, and when the write is
+    /// not applied within the write timeout (10 s); a write that was sent may
+    /// still be applied later.
     pub async fn update(&self, ops: Vec<api::Op>) -> Result<api::Change, StoreError> {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable("the store is shut down".into()));
         }
+        let timeout = self.inner.core.config.write_timeout;
         let (reply, answer) = oneshot::channel();
         let request = Request {
-            batch: api::Batch::new(ops),
+            batches: vec![api::Batch::new(ops)],
+            forwarded: false,
+            deadline: tokio::time::Instant::now() + timeout,
             reply,
         };
         if self.inner.proposals.send(request).is_err() {
             return Err(StoreError::Unavailable("the store is shut down".into()));
         }
-        match tokio::time::timeout(self.inner.write_timeout, answer).await {
+        match tokio::time::timeout(timeout, answer).await {
             Err(_) => Err(StoreError::Unavailable(format!(
-                "the write was not applied within {:?}; it may still be",
-                self.inner.write_timeout
+                "the write was not applied within {timeout:?}; it may still be"
             ))),
             Ok(Err(_)) => Err(StoreError::Unavailable(
                 "the store stopped before answering; the write may be applied".into(),
             )),
-            Ok(Ok(result)) => result,
+            Ok(Ok(Ok((_, mut results)))) => match results.pop() {
+                Some(result) => result.map_err(StoreError::Apply),
+                None => Err(StoreError::Unavailable(
+                    "the write was committed without an answer".into(),
+                )),
+            },
+            Ok(Ok(Err(Failure::Store(e)))) => Err(e),
+            Ok(Ok(Err(Failure::NotLeader(_)))) => Err(StoreError::Unavailable(
+                "this manager is not the leader".into(),
+            )),
         }
     }
 
     /// Every applied entry that changed objects, in log order. Subscribe first,
     /// then [`view`](Store::view): changes with an index at or below the viewed
-    /// state's index are already in it. A receiver that falls more than 1024
+    /// state's index are already in it. A receiver that falls more than 256
     /// changes behind gets `RecvError::Lagged` and must re-read the whole state.
     pub fn watch(&self) -> broadcast::Receiver<Arc<api::Change>> {
-        self.inner.shared.events.subscribe()
+        self.inner.core.shared.events.subscribe()
     }
 
     /// True while this node is the Raft leader.
     pub fn is_leader(&self) -> bool {
-        if self.inner.closed.load(Ordering::SeqCst) {
-            return false;
-        }
-        let m = self.inner.metrics.borrow();
-        m.running_state.is_ok()
-            && m.state == ServerState::Leader
-            && m.current_leader == Some(self.inner.node_id)
+        !self.inner.closed.load(Ordering::SeqCst) && self.inner.core.is_leader()
     }
 
     /// Stops Raft, lets the log writer finish and closes the database; later
@@ -352,7 +481,8 @@ impl Store {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        let stopped = self.inner.raft.shutdown().await;
+        self.inner.core.peers.close();
+        let stopped = self.inner.core.raft.shutdown().await;
         self.inner.writer.stop().await;
         stopped.map_err(|e| StoreError::Storage(format!("raft task failed: {e}")))
     }
@@ -362,15 +492,78 @@ impl Store {
     #[cfg(test)]
     async fn crash(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.core.peers.close();
         self.inner.writer.halt().await;
-        let _ = self.inner.raft.shutdown().await;
+        let _ = self.inner.core.raft.shutdown().await;
     }
 }
 
-/// One `update()` waiting for its batch to be applied.
-struct Request {
-    batch: api::Batch,
-    reply: oneshot::Sender<Result<api::Change, StoreError>>,
+impl Core {
+    fn is_leader(&self) -> bool {
+        let m = self.metrics.borrow();
+        m.running_state.is_ok()
+            && m.state == ServerState::Leader
+            && m.current_leader == Some(self.me)
+    }
+}
+
+/// Records `id` as the owner of `dir`, or checks that it is. A directory
+/// opened under two Raft ids would let one log vote as two members.
+fn claim_dir(dir: &Path, id: NodeId) -> Result<(), StoreError> {
+    let path = dir.join(RAFT_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => match text.trim().parse::<NodeId>() {
+            Ok(owner) if owner == id => Ok(()),
+            Ok(owner) => Err(StoreError::Storage(format!(
+                "{} belongs to raft node {owner}, not {id}",
+                dir.display()
+            ))),
+            Err(e) => Err(StoreError::Storage(format!("{}: {e}", path.display()))),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // A directory from before the file existed was always node 1's.
+            let had_log = dir.join(LOG_FILE).exists();
+            if had_log && id != 1 {
+                return Err(StoreError::Storage(format!(
+                    "{} belongs to raft node 1, not {id}",
+                    dir.display()
+                )));
+            }
+            std::fs::write(&path, format!("{id}\n"))
+                .map_err(|e| StoreError::Storage(format!("writing {}: {e}", path.display())))
+        }
+        Err(e) => Err(StoreError::Storage(format!(
+            "reading {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// The state as of the snapshot in `dir`, or empty.
+fn load_snapshot(dir: &Path) -> Result<Applied, StoreError> {
+    match snapshot::read(dir) {
+        Ok(None) => Ok(Applied::default()),
+        Ok(Some(bytes)) => {
+            let (meta, state) = snapshot::decode(&bytes)
+                .map_err(|e| StoreError::Storage(format!("snapshot in {}: {e}", dir.display())))?;
+            Ok(Applied {
+                state,
+                last_applied: meta.last_log_id,
+                membership: meta.last_membership,
+            })
+        }
+        Err(e) => Err(StoreError::Storage(format!(
+            "reading the snapshot in {}: {e}",
+            dir.display()
+        ))),
+    }
+}
+
+fn open_log(dir: &Path) -> Result<(LogStore, Writer), StoreError> {
+    LogStore::open(&dir.join(LOG_FILE)).map_err(|e| match e {
+        e @ log_store::OpenError::InUse(_) => StoreError::Unavailable(e.to_string()),
+        e => StoreError::Storage(e.to_string()),
+    })
 }
 
 /// Triggers a snapshot whenever `budget` bytes of log were written since the
@@ -388,43 +581,6 @@ async fn snapshot_by_size(raft: Raft, written: Arc<std::sync::atomic::AtomicU64>
             // Fatal: Raft has stopped (shutdown or a storage failure).
             tracing::debug!(error = %e, "snapshot trigger refused; stopping the size check");
             return;
-        }
-    }
-}
-
-/// Turns waiting updates into log entries, one entry at a time: while an entry
-/// is being made durable and applied, the updates that arrive queue up and all
-/// go into the next entry. Ends when the store is dropped.
-async fn run_proposer(raft: Raft, mut requests: mpsc::UnboundedReceiver<Request>) {
-    while let Some(first) = requests.recv().await {
-        let mut waiting = vec![first];
-        while waiting.len() < MAX_BATCHES_PER_ENTRY {
-            match requests.try_recv() {
-                Ok(r) => waiting.push(r),
-                Err(_) => break,
-            }
-        }
-        // A caller that already gave up (timed out) was told its write may or
-        // may not be applied; not proposing it is the cheaper of the two.
-        waiting.retain(|r| !r.reply.is_closed());
-        if waiting.is_empty() {
-            continue;
-        }
-        let (batches, replies): (Vec<_>, Vec<_>) =
-            waiting.into_iter().map(|r| (r.batch, r.reply)).unzip();
-        match raft.client_write(Proposal { batches }).await {
-            // The state machine answers one result per batch, in order.
-            Ok(resp) => {
-                for (reply, result) in replies.into_iter().zip(resp.data) {
-                    let _ = reply.send(result.map_err(StoreError::Apply));
-                }
-            }
-            Err(e) => {
-                let e = write_error(e);
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
         }
     }
 }

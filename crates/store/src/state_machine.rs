@@ -20,7 +20,7 @@ use openraft::{AnyError, EntryPayload, OptionalSend, StorageIOError};
 use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 /// What the state machine has applied, under one lock so that a snapshot sees
 /// the state and the log id it corresponds to together.
@@ -35,13 +35,28 @@ pub(crate) struct Applied {
 pub(crate) struct Shared {
     applied: RwLock<Applied>,
     pub(crate) events: broadcast::Sender<Arc<Change>>,
+    /// The index of the last applied entry, for a follower's `update` that
+    /// waits until the leader's entry for it is applied here too.
+    pub(crate) applied_index: watch::Sender<u64>,
 }
 
 impl Shared {
     pub(crate) fn new(applied: Applied, capacity: usize) -> Shared {
+        let index = applied.last_applied.map(|l| l.index).unwrap_or(0);
         Shared {
             applied: RwLock::new(applied),
             events: broadcast::channel(capacity).0,
+            applied_index: watch::channel(index).0,
+        }
+    }
+
+    fn publish_index(&self, index: Option<LogId>) {
+        if let Some(l) = index {
+            self.applied_index.send_if_modified(|i| {
+                let newer = l.index > *i;
+                *i = (*i).max(l.index);
+                newer
+            });
         }
     }
 
@@ -141,14 +156,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // Building Arc<Change>s for nobody is wasted work (e.g. while a
         // reopened store replays its log before anyone subscribed).
         let publish = self.shared.events.receiver_count() > 0;
-        let (responses, published) = {
+        let (responses, published, last) = {
             let mut a = self.shared.write();
-            apply_entries(&mut a, entries, publish)
+            let (responses, published) = apply_entries(&mut a, entries, publish);
+            (responses, published, a.last_applied)
         };
         for change in published {
             // An error only means every receiver is gone.
             let _ = self.shared.events.send(change);
         }
+        self.shared.publish_index(last);
         Ok(responses)
     }
 
@@ -193,6 +210,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
         };
+        self.shared.publish_index(meta.last_log_id);
         Ok(())
     }
 

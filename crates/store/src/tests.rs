@@ -67,6 +67,7 @@ async fn wait_metrics(
 ) {
     store
         .inner
+        .core
         .raft
         .wait(Some(WAIT))
         .metrics(f, what)
@@ -387,13 +388,16 @@ async fn concurrent_updates_from_64_tasks_all_land() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_store_answers_unavailable_instead_of_hanging() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open_with(StoreConfig::new(dir.path()), Duration::from_millis(300))
-        .await
-        .expect("open");
+    let store = Store::open(StoreConfig {
+        write_timeout: Duration::from_millis(300),
+        ..StoreConfig::new(dir.path())
+    })
+    .await
+    .expect("open");
     let stuck = store.clone();
     // Holding the state's write lock stalls the state machine, as a wedged
     // Raft would: the entry commits but is never applied in time.
-    let guard = store.inner.shared.write();
+    let guard = store.inner.core.shared.write();
     let handle = tokio::spawn(async move { stuck.update(create(task("t1"))).await });
     let deadline = Instant::now() + WAIT;
     while !handle.is_finished() {

@@ -1,0 +1,297 @@
+//! Turns waiting `update()` calls into log entries.
+//!
+//! One task per store takes the requests queued while the previous entry was
+//! being made durable and proposes them together, as one [`Proposal`], so
+//! that concurrent writers share one fsync. On the leader it proposes them
+//! to Raft; on a follower it forwards them to the leader (`Forward` RPC), then
+//! answers each caller once this manager has applied the entry too, so that
+//! a caller reads its own write on the manager it wrote through.
+//!
+//! The leader's `Forward` handler queues a follower's batches here as one
+//! request (all in one entry, so a retry can never apply half of them twice).
+//! A forwarded request is never forwarded again: a receiver that is not the
+//! leader answers "not leader" and proposes nothing, and the follower retries
+//! at the leader it learns of, which is always safe. Any failure after a
+//! write may have been proposed is answered, never retried: the caller is
+//! told the write may still be applied.
+
+use crate::cluster::{leader_in, no_leader};
+use crate::network::ForwardFailure;
+use crate::types::{NodeId, Proposal, Response};
+use crate::{write_error, Core, StoreError, MAX_BATCHES_PER_ENTRY};
+use api::rpc::raft::{forward_reply::Outcome, ForwardRequest};
+use openraft::error::{ClientWriteError, RaftError};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// Batches waiting to be proposed together, and who waits for them.
+pub(crate) struct Request {
+    pub(crate) batches: Vec<api::Batch>,
+    /// Came from another manager through `Forward`: never forward it again.
+    pub(crate) forwarded: bool,
+    /// When the caller gives up; later, its answer no longer matters.
+    pub(crate) deadline: Instant,
+    pub(crate) reply: oneshot::Sender<Reply>,
+}
+
+/// The log index of the entry and one result per batch of the request, in
+/// order.
+pub(crate) type Reply = Result<(u64, Response), Failure>;
+
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// This manager is not the leader and proposed nothing (forwarded
+    /// requests only).
+    NotLeader(Option<NodeId>),
+    Store(StoreError),
+}
+
+/// Runs until every `Store` handle is dropped.
+pub(crate) async fn run(core: Arc<Core>, mut requests: mpsc::UnboundedReceiver<Request>) {
+    while let Some(first) = requests.recv().await {
+        let mut waiting = vec![first];
+        let mut batches = waiting[0].batches.len();
+        while batches < MAX_BATCHES_PER_ENTRY {
+            match requests.try_recv() {
+                Ok(r) => {
+                    batches += r.batches.len();
+                    waiting.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        // A caller that already gave up (timed out) was told its write may or
+        // may not be applied; not proposing it is the cheaper of the two.
+        waiting.retain(|r| !r.reply.is_closed());
+        if waiting.is_empty() {
+            continue;
+        }
+        propose_group(&core, waiting).await;
+    }
+}
+
+async fn propose_group(core: &Arc<Core>, waiting: Vec<Request>) {
+    let mut local = Vec::new();
+    if core.is_leader() {
+        match write_as_leader(core, all_batches(&waiting)).await {
+            Ok((index, results)) => return answer(waiting, index, results),
+            Err(Failure::NotLeader(hint)) => {
+                for r in waiting {
+                    if r.forwarded {
+                        let _ = r.reply.send(Err(Failure::NotLeader(hint)));
+                    } else {
+                        local.push(r);
+                    }
+                }
+            }
+            Err(Failure::Store(e)) => {
+                for r in waiting {
+                    let _ = r.reply.send(Err(Failure::Store(e.clone())));
+                }
+                return;
+            }
+        }
+    } else {
+        let hint = core.metrics.borrow().current_leader;
+        for r in waiting {
+            if r.forwarded {
+                let _ = r.reply.send(Err(Failure::NotLeader(hint)));
+            } else {
+                local.push(r);
+            }
+        }
+    }
+    if local.is_empty() {
+        return;
+    }
+    let deadline = local
+        .iter()
+        .map(|r| r.deadline)
+        .max()
+        .unwrap_or_else(Instant::now);
+    match propose_anywhere(core, &all_batches(&local), deadline).await {
+        Ok((index, results)) => {
+            // The caller must be able to read its write here: wait until this
+            // manager has applied the entry, without holding up the next one.
+            let core = core.clone();
+            tokio::spawn(async move {
+                let mut applied = core.shared.applied_index.subscribe();
+                let caught_up =
+                    tokio::time::timeout_at(deadline, applied.wait_for(|i| *i >= index))
+                        .await
+                        .is_ok_and(|r| r.is_ok());
+                match caught_up {
+                    true => answer(local, index, results),
+                    false => {
+                        let e = StoreError::Unavailable(format!(
+                            "the write was committed at index {index} but not yet applied on this manager"
+                        ));
+                        for r in local {
+                            let _ = r.reply.send(Err(Failure::Store(e.clone())));
+                        }
+                    }
+                }
+            });
+        }
+        Err(e) => {
+            for r in local {
+                let _ = r.reply.send(Err(Failure::Store(e.clone())));
+            }
+        }
+    }
+}
+
+fn all_batches(requests: &[Request]) -> Vec<api::Batch> {
+    requests
+        .iter()
+        .flat_map(|r| r.batches.iter().cloned())
+        .collect()
+}
+
+/// Hands each request its share of the entry's results.
+fn answer(requests: Vec<Request>, index: u64, results: Response) {
+    let mut results = results.into_iter();
+    for r in requests {
+        let mine: Response = results.by_ref().take(r.batches.len()).collect();
+        let reply = if mine.len() == r.batches.len() {
+            Ok((index, mine))
+        } else {
+            Err(Failure::Store(StoreError::Storage(format!(
+                "entry {index} answered fewer results than it had batches"
+            ))))
+        };
+        let _ = r.reply.send(reply);
+    }
+}
+
+/// Proposes `batches` as one entry on this manager, the leader. Fails fast
+/// when the leader cannot reach a majority, before proposing and while the
+/// entry waits to be committed (openraft 0.9's leader never steps down by
+/// itself when it loses its followers).
+pub(crate) async fn write_as_leader(
+    core: &Core,
+    batches: Vec<api::Batch>,
+) -> Result<(u64, Response), Failure> {
+    core.quorum()
+        .map_err(|e| Failure::Store(StoreError::Unavailable(e)))?;
+    let write = core.raft.client_write(Proposal { batches });
+    tokio::pin!(write);
+    let mut check = tokio::time::interval(core.config.heartbeat_interval);
+    check.reset();
+    loop {
+        tokio::select! {
+            result = &mut write => return match result {
+                Ok(resp) => Ok((resp.log_id.index, resp.data)),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    Err(Failure::NotLeader(f.leader_id))
+                }
+                Err(e) => Err(Failure::Store(write_error(e))),
+            },
+            _ = check.tick() => {
+                if let Err(e) = core.quorum() {
+                    return Err(Failure::Store(StoreError::Unavailable(format!(
+                        "{e}; the write may still be applied"
+                    ))));
+                }
+            }
+        }
+    }
+}
+
+/// Proposes `batches` through whichever manager leads: here if this one
+/// does, else forwarded. Retries only what surely was not proposed (the
+/// receiver was not the leader, or the connection was refused), at the leader
+/// it learns of, until `deadline`.
+async fn propose_anywhere(
+    core: &Core,
+    batches: &[api::Batch],
+    deadline: Instant,
+) -> Result<(u64, Response), StoreError> {
+    let body = serde_json::to_vec(batches)
+        .map_err(|e| StoreError::Storage(format!("encoding a write for the leader: {e}")))?;
+    let mut metrics = core.metrics.clone();
+    // The leader that just refused or could not be reached: wait for another
+    // one (or a heartbeat) before trying it again.
+    let mut refused_by: Option<NodeId> = None;
+    loop {
+        core.quorum().map_err(StoreError::Unavailable)?;
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(StoreError::Unavailable(no_leader(
+                core,
+                core.config.write_timeout,
+            )));
+        }
+        match core.leader() {
+            Some((id, _)) if id == core.me && refused_by != Some(id) => {
+                match write_as_leader(core, batches.to_vec()).await {
+                    Ok(written) => return Ok(written),
+                    Err(Failure::NotLeader(_)) => refused_by = Some(id),
+                    Err(Failure::Store(e)) => return Err(e),
+                }
+            }
+            Some((id, addr)) if refused_by != Some(id) => {
+                let request = ForwardRequest {
+                    batches: body.clone(),
+                };
+                match core.peers.forward(id, &addr, request, deadline - now).await {
+                    Ok(reply) => match reply.outcome {
+                        Some(Outcome::Applied(a)) => {
+                            let results: Response =
+                                serde_json::from_slice(&a.results).map_err(|e| {
+                                    StoreError::Unavailable(format!(
+                                        "the leader applied the write at index {} but its answer could not be read: {e}",
+                                        a.index
+                                    ))
+                                })?;
+                            return Ok((a.index, results));
+                        }
+                        Some(Outcome::NotLeader(_)) => refused_by = Some(id),
+                        Some(Outcome::Unavailable(why)) => {
+                            return Err(StoreError::Unavailable(why))
+                        }
+                        None => {
+                            return Err(StoreError::Unavailable(format!(
+                                "the leader (manager {id} at {addr}) sent an empty answer; the write may be applied"
+                            )))
+                        }
+                    },
+                    Err(ForwardFailure::NotSent(e)) => {
+                        tracing::debug!(error = %e, "the leader is unreachable; waiting for a new one");
+                        refused_by = Some(id);
+                    }
+                    Err(ForwardFailure::Lost(status)) => {
+                        return Err(StoreError::Unavailable(format!(
+                            "lost the answer of the leader (manager {id} at {addr}): {}; the write may still be applied",
+                            status.message()
+                        )))
+                    }
+                    Err(ForwardFailure::TimedOut) => {
+                        return Err(StoreError::Unavailable(format!(
+                            "the leader (manager {id} at {addr}) did not answer in time; the write may still be applied"
+                        )))
+                    }
+                }
+            }
+            _ => {}
+        }
+        // Wait for a leader other than the one that just failed, for one
+        // heartbeat at most; then check the quorum and try again.
+        let wait = core
+            .config
+            .heartbeat_interval
+            .min(deadline.saturating_duration_since(Instant::now()));
+        let changed = tokio::time::timeout(
+            wait,
+            metrics.wait_for(|m| leader_in(m).is_some_and(|(id, _)| Some(id) != refused_by)),
+        )
+        .await;
+        match changed {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return Err(StoreError::Unavailable("raft is stopped".into())),
+            // A whole heartbeat with no other leader: try that one again.
+            Err(_) => refused_by = None,
+        }
+    }
+}
