@@ -8,6 +8,7 @@ pub mod driver;
 pub use driver::exec::{shim_main, ExecDriver, ShimCommand};
 pub use driver::{Driver, DriverError, TaskConfig, TaskExit, TaskInfo, TaskRunState};
 pub mod agent;
+pub mod gossip;
 pub mod reconcile;
 pub mod remote;
 pub mod supervisor;
