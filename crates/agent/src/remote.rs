@@ -112,7 +112,8 @@ struct Route {
 impl Route {
     fn target(&self) -> Option<String> {
         self.leader.clone().or_else(|| {
-            (!self.managers.is_empty()).then(|| self.managers[self.next % self.managers.len()].clone())
+            (!self.managers.is_empty())
+                .then(|| self.managers[self.next % self.managers.len()].clone())
         })
     }
 
@@ -403,9 +404,11 @@ async fn run_feed(shared: Arc<Shared>, session: Session, out: watch::Sender<Feed
                 continue;
             }
         };
-        let opened =
-            tokio::time::timeout(shared.config.call_timeout, client.assignments(request.clone()))
-                .await;
+        let opened = tokio::time::timeout(
+            shared.config.call_timeout,
+            client.assignments(request.clone()),
+        )
+        .await;
         let failure = match opened {
             Err(_) => Failure::Retry(format!("{addr} did not open the stream in time")),
             Ok(Err(status)) => classify(&status, &addr),
@@ -451,21 +454,20 @@ async fn read_stream(
 ) -> Failure {
     let mut rebuilt = Rebuilt::default();
     loop {
-        let msg = match tokio::time::timeout(shared.config.stream_idle_timeout, stream.message())
-            .await
-        {
-            Err(_) => {
-                return Failure::Retry(format!(
-                    "{addr} sent nothing for {:?}",
-                    shared.config.stream_idle_timeout
-                ))
-            }
-            // A stream ends only with an error status; a clean end means
-            // the server is going away.
-            Ok(Ok(None)) => return Failure::Retry(format!("{addr} ended the stream")),
-            Ok(Err(status)) => return classify(&status, addr),
-            Ok(Ok(Some(msg))) => msg,
-        };
+        let msg =
+            match tokio::time::timeout(shared.config.stream_idle_timeout, stream.message()).await {
+                Err(_) => {
+                    return Failure::Retry(format!(
+                        "{addr} sent nothing for {:?}",
+                        shared.config.stream_idle_timeout
+                    ))
+                }
+                // A stream ends only with an error status; a clean end means
+                // the server is going away.
+                Ok(Ok(None)) => return Failure::Retry(format!("{addr} ended the stream")),
+                Ok(Err(status)) => return classify(&status, addr),
+                Ok(Ok(Some(msg))) => msg,
+            };
         if let Err(e) = rebuilt.apply(msg) {
             return Failure::Retry(format!("{addr} sent a bad assignments message: {e}"));
         }
@@ -575,8 +577,9 @@ impl Dispatcher for RemoteDispatcher {
     ) -> Result<Session, DispatchError> {
         let request = pb::RegisterRequest {
             node_id: node_id.unwrap_or_default(),
-            description_json: serde_json::to_vec(&description)
-                .map_err(|e| DispatchError::Unavailable(format!("encoding the description: {e}")))?,
+            description_json: serde_json::to_vec(&description).map_err(|e| {
+                DispatchError::Unavailable(format!("encoding the description: {e}"))
+            })?,
         };
         let r = self
             .shared
@@ -633,9 +636,11 @@ impl Dispatcher for RemoteDispatcher {
         let s = state.borrow();
         match (&s.set, s.connected) {
             (Some(set), true) => Ok(set.clone()),
-            _ => Err(DispatchError::Unavailable(s.error.clone().unwrap_or_else(
-                || "no assignments received yet".into(),
-            ))),
+            _ => Err(DispatchError::Unavailable(
+                s.error
+                    .clone()
+                    .unwrap_or_else(|| "no assignments received yet".into()),
+            )),
         }
     }
 
@@ -728,15 +733,26 @@ mod tests {
         assert!(r
             .apply(msg(Kind::Incremental, 1, &[task("a", Running)], &[]))
             .is_err());
-        r.apply(msg(Kind::Complete, 5, &[task("a", Running), task("b", Running)], &[]))
-            .expect("complete");
+        r.apply(msg(
+            Kind::Complete,
+            5,
+            &[task("a", Running), task("b", Running)],
+            &[],
+        ))
+        .expect("complete");
         assert_eq!(r.index, 5);
-        r.apply(msg(Kind::Incremental, 7, &[task("b", Shutdown), task("c", Running)], &["a"]))
-            .expect("increment");
+        r.apply(msg(
+            Kind::Incremental,
+            7,
+            &[task("b", Shutdown), task("c", Running)],
+            &["a"],
+        ))
+        .expect("increment");
         assert_eq!(desired(&r), vec![("b", Shutdown), ("c", Running)]);
         assert_eq!(r.assignments().index, 7);
         // A keepalive changes nothing.
-        r.apply(msg(Kind::Incremental, 7, &[], &[])).expect("keepalive");
+        r.apply(msg(Kind::Incremental, 7, &[], &[]))
+            .expect("keepalive");
         assert_eq!(desired(&r), vec![("b", Shutdown), ("c", Running)]);
         // A new complete set replaces everything.
         r.apply(msg(Kind::Complete, 9, &[task("d", Running)], &[]))
@@ -802,7 +818,11 @@ mod tests {
         r.redirect("c".into());
         assert_eq!(r.target().as_deref(), Some("c"));
         r.failed("c", &config);
-        assert_eq!(r.target().as_deref(), Some("a"), "a failed leader is dropped");
+        assert_eq!(
+            r.target().as_deref(),
+            Some("a"),
+            "a failed leader is dropped"
+        );
         // A stale report about another manager changes nothing.
         r.failed("b", &config);
         assert_eq!(r.target().as_deref(), Some("a"));

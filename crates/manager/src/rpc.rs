@@ -180,7 +180,9 @@ fn check_speaks_for(caller: Option<&str>, node_id: &str) -> Result<(), Status> {
 /// The status a dispatcher error travels as (see the proto's comment).
 pub fn status_of(e: DispatchError) -> Status {
     match e {
-        DispatchError::InvalidSession(m) => Status::failed_precondition(format!("invalid session: {m}")),
+        DispatchError::InvalidSession(m) => {
+            Status::failed_precondition(format!("invalid session: {m}"))
+        }
         DispatchError::Unavailable(m) => Status::unavailable(m),
     }
 }
@@ -199,10 +201,8 @@ fn encode(task: &Task) -> Result<Vec<u8>, Status> {
 /// What changed from the set the client holds to `tasks`: the added or changed
 /// tasks and the ids that left. Updates `held` to `tasks`.
 pub fn diff(held: &mut BTreeMap<String, Task>, tasks: Vec<Task>) -> (Vec<Task>, Vec<String>) {
-    let mut next: BTreeMap<String, Task> = tasks
-        .into_iter()
-        .map(|t| (t.meta.id.clone(), t))
-        .collect();
+    let mut next: BTreeMap<String, Task> =
+        tasks.into_iter().map(|t| (t.meta.id.clone(), t)).collect();
     let removed: Vec<String> = held
         .keys()
         .filter(|id| !next.contains_key(*id))
@@ -419,7 +419,10 @@ mod tests {
         // b changes, a leaves, c arrives.
         let (updated, removed) = diff(
             &mut held,
-            vec![task("b", TaskState::Shutdown), task("c", TaskState::Running)],
+            vec![
+                task("b", TaskState::Shutdown),
+                task("c", TaskState::Running),
+            ],
         );
         assert_eq!(ids(&updated), vec!["b", "c"]);
         assert_eq!(removed, vec!["a".to_string()]);
