@@ -1,0 +1,280 @@
+//! gRPC (tonic) over the mutual-TLS configurations of [`crate::tls`], with
+//! tokio-rustls doing the TLS so tonic needs none of its own TLS features.
+//!
+//! - [`MtlsConnector`]: the cluster's [`api::rpc::Connector`]; lazy channels
+//!   that dial TCP and shake hands on first use (and again after a failure).
+//! - [`serve`]: accepts TCP, shakes hands off the accept loop (so one slow or
+//!   silent client cannot hold up the others) under a timeout, and hands tonic
+//!   connections whose connect info is [`api::rpc::PeerInfo`].
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use api::rpc::{Connector, PeerInfo};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ServerConfig};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tonic::service::Routes;
+use tonic::transport::server::Connected;
+use tonic::transport::{Channel, Endpoint, Uri};
+use tracing::{debug, warn};
+
+use crate::subject::identity_of;
+
+/// The name a client puts in its TLS ClientHello. Servers are recognised by
+/// their certificate's subject, not by name, so any fixed name will do.
+const SERVER_NAME: &str = "berth-node";
+
+/// How long a client has to connect (TCP and TLS) before the call fails.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a server waits for a client to finish its TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections whose handshake is done but that tonic has not taken yet.
+const ACCEPTED_QUEUE: usize = 64;
+
+/// Makes lazy gRPC channels over mutual TLS with one client configuration
+/// (from [`crate::client_config`] or [`crate::bootstrap_client_config`]).
+#[derive(Clone)]
+pub struct MtlsConnector {
+    tls: TlsConnector,
+    connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for MtlsConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MtlsConnector")
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MtlsConnector {
+    pub fn new(config: Arc<ClientConfig>) -> MtlsConnector {
+        MtlsConnector {
+            tls: TlsConnector::from(config),
+            connect_timeout: CONNECT_TIMEOUT,
+        }
+    }
+
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> MtlsConnector {
+        self.connect_timeout = timeout;
+        self
+    }
+}
+
+impl Connector for MtlsConnector {
+    fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        // The scheme is http because tonic itself does no TLS here: the
+        // connector below hands it a stream that is already encrypted.
+        let endpoint =
+            Endpoint::from_shared(format!("http://{addr}"))?.connect_timeout(self.connect_timeout);
+        let tls = self.tls.clone();
+        let connect = tower::service_fn(move |uri: Uri| dial(tls.clone(), uri));
+        Ok(endpoint.connect_with_connector_lazy(connect))
+    }
+}
+
+async fn dial(
+    tls: TlsConnector,
+    uri: Uri,
+) -> Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>, io::Error> {
+    let invalid =
+        |what: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{what} in {uri}"));
+    let host = uri.host().ok_or_else(|| invalid("no host"))?;
+    // An IPv6 literal keeps its brackets in a URI; the resolver wants it bare.
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().ok_or_else(|| invalid("no port"))?;
+    let tcp = TcpStream::connect((host, port)).await?;
+    // gRPC sends small frames that should not wait for Nagle's algorithm.
+    tcp.set_nodelay(true)?;
+    let name = ServerName::try_from(SERVER_NAME)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let stream = tls.connect(name, tcp).await?;
+    Ok(TokioIo::new(stream))
+}
+
+/// Tuning of [`serve_with`].
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub handshake_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+        }
+    }
+}
+
+/// Serves `routes` over mutual TLS on `listener` until `shutdown` completes.
+/// Every request carries the connection's [`PeerInfo`]; read it with
+/// [`api::rpc::peer`].
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    routes: Routes,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    serve_with(listener, tls, routes, shutdown, ServeOptions::default()).await
+}
+
+/// [`serve`] with options.
+pub async fn serve_with(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    routes: Routes,
+    shutdown: impl Future<Output = ()>,
+    options: ServeOptions,
+) -> Result<(), tonic::transport::Error> {
+    let (tx, rx) = mpsc::channel::<Result<TlsConn, io::Error>>(ACCEPTED_QUEUE);
+    let acceptor = TlsAcceptor::from(tls);
+    // Stops accepting (and drops the listener) when serving ends, however it ends.
+    let _accept_loop = AbortOnDrop(tokio::spawn(accept_loop(
+        listener,
+        acceptor,
+        tx,
+        options.handshake_timeout,
+    )));
+    // tonic re-exports tokio-stream, so the crate needs no dependency of its own.
+    let incoming = tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx);
+    tonic::transport::Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    tx: mpsc::Sender<Result<TlsConn, io::Error>>,
+    handshake_timeout: Duration,
+) {
+    loop {
+        let (tcp, remote) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                // Usually out of file descriptors: back off briefly instead of
+                // spinning, and keep serving the connections we have.
+                warn!(error = %e, "accepting a cluster RPC connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if let Err(e) = tcp.set_nodelay(true) {
+            debug!(%remote, error = %e, "setting TCP_NODELAY");
+        }
+        let acceptor = acceptor.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    debug!(%remote, error = %e, "TLS handshake refused");
+                    return;
+                }
+                Err(_) => {
+                    debug!(%remote, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let info = peer_info(&stream, remote);
+            // A closed channel means the server is shutting down: drop the connection.
+            let _ = tx.send(Ok(TlsConn { stream, info })).await;
+        });
+    }
+}
+
+/// Who is on the other end of a finished handshake. The verifier has already
+/// checked the client certificate, so reading its subject is enough here.
+fn peer_info(stream: &tokio_rustls::server::TlsStream<TcpStream>, remote: SocketAddr) -> PeerInfo {
+    let identity = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|leaf| match identity_of(leaf.as_ref()) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                warn!(%remote, error = %e, "verified client certificate without a node identity");
+                None
+            }
+        });
+    PeerInfo {
+        remote_addr: Some(remote),
+        identity,
+    }
+}
+
+/// A server-side TLS connection that tells tonic who the peer is.
+struct TlsConn {
+    stream: tokio_rustls::server::TlsStream<TcpStream>,
+    info: PeerInfo,
+}
+
+impl Connected for TlsConn {
+    type ConnectInfo = PeerInfo;
+
+    fn connect_info(&self) -> PeerInfo {
+        self.info.clone()
+    }
+}
+
+impl AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
