@@ -102,11 +102,14 @@ pub struct SwimSettings {
 }
 
 impl SwimSettings {
-    /// Defaults for a LAN: a dead member is typically down in 2-3 s.
+    /// Defaults for a LAN: a dead member is typically down in 2-3 s (at
+    /// least `probe_period + suspect_to_down_after`, plus the wait until
+    /// someone probes it). A LAN's round trip is well under a millisecond, so
+    /// `probe_rtt` leaves room for a loaded host, not for the network.
     pub fn lan() -> Self {
         Self {
-            probe_period: Duration::from_millis(1000),
-            probe_rtt: Duration::from_millis(400),
+            probe_period: Duration::from_millis(700),
+            probe_rtt: Duration::from_millis(250),
             indirect_probes: 3,
             suspect_to_down_after: Duration::from_millis(1000),
             gossip_interval: Duration::from_millis(200),
