@@ -264,12 +264,10 @@ pub(crate) enum ForwardFailure {
 }
 
 /// Whether a failed call surely never reached the server: the connection
-/// could not be made. Anything else (a reset mid-call, a timeout) may have
-/// delivered it.
+/// could not be made, or the request was dropped from the queue of a
+/// connection that closed before taking it (hyper's "canceled"). Anything
+/// else (a reset mid-call, a timeout) may have delivered it.
 fn never_sent(status: &tonic::Status) -> bool {
-    if status.code() != tonic::Code::Unavailable {
-        return false;
-    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
@@ -279,6 +277,11 @@ fn never_sent(status: &tonic::Status) -> bool {
             ) {
                 return true;
             }
+        }
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_canceled())
+        {
+            return true;
         }
         // hyper-util's connect error wraps the io error in a type of its
         // own that is not public; its text is stable.

@@ -262,15 +262,17 @@ async fn propose_anywhere(
                         refused_by = Some(id);
                     }
                     Err(ForwardFailure::Lost(status)) => {
-                        return Err(StoreError::Unavailable(format!(
+                        let lost = format!(
                             "lost the answer of the leader (manager {id} at {addr}): {}; the write may still be applied",
                             status.message()
-                        )))
+                        );
+                        return Err(explain_lost(core, lost, deadline).await);
                     }
                     Err(ForwardFailure::TimedOut) => {
-                        return Err(StoreError::Unavailable(format!(
+                        let lost = format!(
                             "the leader (manager {id} at {addr}) did not answer in time; the write may still be applied"
-                        )))
+                        );
+                        return Err(explain_lost(core, lost, deadline).await);
                     }
                 }
             }
@@ -293,5 +295,24 @@ async fn propose_anywhere(
             // A whole heartbeat with no other leader: try that one again.
             Err(_) => refused_by = None,
         }
+    }
+}
+
+/// The error for a forwarded write whose answer was lost (the connection
+/// broke, or the leader did not answer in time). It may have been proposed,
+/// so it is not retried; but if the cause is that this manager has lost the
+/// majority, the caller should hear that rather than about a connection: the
+/// probes tell within one reachability window, which is waited for here.
+async fn explain_lost(core: &Core, lost: String, deadline: Instant) -> StoreError {
+    let until = deadline.min(Instant::now() + core.config.election_timeout_max);
+    loop {
+        if let Err(why) = core.quorum() {
+            return StoreError::Unavailable(format!("{why}; the write may still be applied"));
+        }
+        let now = Instant::now();
+        if now >= until {
+            return StoreError::Unavailable(lost);
+        }
+        tokio::time::sleep((core.config.heartbeat_interval / 2).min(until - now)).await;
     }
 }
