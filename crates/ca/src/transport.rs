@@ -6,6 +6,12 @@
 //! - [`serve`]: accepts TCP, shakes hands off the accept loop (so one slow or
 //!   silent client cannot hold up the others) under a timeout, and hands tonic
 //!   connections whose connect info is [`api::rpc::PeerInfo`].
+//!
+//! Both sides can take their configuration from a `tokio::sync::watch`
+//! channel ([`MtlsConnector::reloading`], [`serve_with`]): every new
+//! connection uses the latest one, so a renewed certificate or a trust bundle
+//! changed by a root rotation takes effect without restarting anything.
+//! Connections already open keep the configuration they started with.
 
 use std::future::Future;
 use std::io;
@@ -21,7 +27,7 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tonic::service::Routes;
 use tonic::transport::server::Connected;
@@ -43,11 +49,16 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections whose handshake is done but that tonic has not taken yet.
 const ACCEPTED_QUEUE: usize = 64;
 
+/// HTTP/2 pings on idle connections, so that a peer that vanished without
+/// closing (a dead leader, a cut link) is noticed and the channel reconnects.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Makes lazy gRPC channels over mutual TLS with one client configuration
 /// (from [`crate::client_config`] or [`crate::bootstrap_client_config`]).
 #[derive(Clone)]
 pub struct MtlsConnector {
-    tls: TlsConnector,
+    config: watch::Receiver<Arc<ClientConfig>>,
     connect_timeout: Duration,
 }
 
@@ -61,8 +72,14 @@ impl std::fmt::Debug for MtlsConnector {
 
 impl MtlsConnector {
     pub fn new(config: Arc<ClientConfig>) -> MtlsConnector {
+        // A receiver keeps the last value after its sender is gone.
+        MtlsConnector::reloading(watch::channel(config).1)
+    }
+
+    /// Each new connection uses the configuration current at the time.
+    pub fn reloading(config: watch::Receiver<Arc<ClientConfig>>) -> MtlsConnector {
         MtlsConnector {
-            tls: TlsConnector::from(config),
+            config,
             connect_timeout: CONNECT_TIMEOUT,
         }
     }
@@ -77,10 +94,16 @@ impl Connector for MtlsConnector {
     fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
         // The scheme is http because tonic itself does no TLS here: the
         // connector below hands it a stream that is already encrypted.
-        let endpoint =
-            Endpoint::from_shared(format!("http://{addr}"))?.connect_timeout(self.connect_timeout);
-        let tls = self.tls.clone();
-        let connect = tower::service_fn(move |uri: Uri| dial(tls.clone(), uri));
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
+            .connect_timeout(self.connect_timeout)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
+        let config = self.config.clone();
+        let connect = tower::service_fn(move |uri: Uri| {
+            let tls = TlsConnector::from(config.borrow().clone());
+            dial(tls, uri)
+        });
         Ok(endpoint.connect_with_connector_lazy(connect))
     }
 }
@@ -107,13 +130,18 @@ async fn dial(
 /// Tuning of [`serve_with`].
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
+    /// How long a client has to finish its TLS handshake.
     pub handshake_timeout: Duration,
+    /// At most this many handshakes run at once; further clients wait in the
+    /// listen backlog, so a flood of connections cannot exhaust memory.
+    pub max_concurrent_handshakes: usize,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             handshake_timeout: HANDSHAKE_TIMEOUT,
+            max_concurrent_handshakes: 256,
         }
     }
 }
@@ -127,29 +155,27 @@ pub async fn serve(
     routes: Routes,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
+    let (_keep, tls) = watch::channel(tls);
     serve_with(listener, tls, routes, shutdown, ServeOptions::default()).await
 }
 
-/// [`serve`] with options.
+/// [`serve`] with options, and a configuration that may change: each new
+/// connection uses the one current when its handshake starts.
 pub async fn serve_with(
     listener: TcpListener,
-    tls: Arc<ServerConfig>,
+    tls: watch::Receiver<Arc<ServerConfig>>,
     routes: Routes,
     shutdown: impl Future<Output = ()>,
     options: ServeOptions,
 ) -> Result<(), tonic::transport::Error> {
     let (tx, rx) = mpsc::channel::<Result<TlsConn, io::Error>>(ACCEPTED_QUEUE);
-    let acceptor = TlsAcceptor::from(tls);
     // Stops accepting (and drops the listener) when serving ends, however it ends.
-    let _accept_loop = AbortOnDrop(tokio::spawn(accept_loop(
-        listener,
-        acceptor,
-        tx,
-        options.handshake_timeout,
-    )));
+    let _accept_loop = AbortOnDrop(tokio::spawn(accept_loop(listener, tls, tx, options)));
     // tonic re-exports tokio-stream, so the crate needs no dependency of its own.
     let incoming = tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx);
     tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
@@ -165,11 +191,17 @@ impl Drop for AbortOnDrop {
 
 async fn accept_loop(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    tls: watch::Receiver<Arc<ServerConfig>>,
     tx: mpsc::Sender<Result<TlsConn, io::Error>>,
-    handshake_timeout: Duration,
+    options: ServeOptions,
 ) {
+    let handshakes = Arc::new(Semaphore::new(options.max_concurrent_handshakes.max(1)));
     loop {
+        // Take a handshake slot before accepting, so waiting clients stay in
+        // the kernel's backlog rather than in our memory.
+        let Ok(slot) = handshakes.clone().acquire_owned().await else {
+            return;
+        };
         let (tcp, remote) = match listener.accept().await {
             Ok(conn) => conn,
             Err(e) => {
@@ -183,10 +215,13 @@ async fn accept_loop(
         if let Err(e) = tcp.set_nodelay(true) {
             debug!(%remote, error = %e, "setting TCP_NODELAY");
         }
-        let acceptor = acceptor.clone();
+        let acceptor = TlsAcceptor::from(tls.borrow().clone());
         let tx = tx.clone();
+        let handshake_timeout = options.handshake_timeout;
         tokio::spawn(async move {
-            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+            let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await;
+            drop(slot);
+            let stream = match handshake {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
                     debug!(%remote, error = %e, "TLS handshake refused");

@@ -323,8 +323,7 @@ async fn the_client_refuses_a_server_of_the_wrong_role_or_cluster() {
     .unwrap();
 }
 
-#[tokio::test]
-async fn a_silent_client_does_not_block_others_and_is_dropped_after_the_timeout() {
+async fn start_with(options: ServeOptions) -> (Cluster, Server) {
     let cluster = Cluster::new("c1");
     let manager = cluster.node("m1", PeerRole::Manager);
     let seen = Seen::default();
@@ -332,9 +331,6 @@ async fn a_silent_client_does_not_block_others_and_is_dropped_after_the_timeout(
         node_id: "m1".into(),
         reply: None,
         seen: seen.clone(),
-    };
-    let options = ServeOptions {
-        handshake_timeout: Duration::from_millis(300),
     };
     let server = start_routes(
         &manager,
@@ -345,8 +341,41 @@ async fn a_silent_client_does_not_block_others_and_is_dropped_after_the_timeout(
         options,
     )
     .await;
+    (cluster, server)
+}
 
-    // Connects but never says hello.
+#[tokio::test]
+async fn a_silent_client_does_not_hold_up_others() {
+    let (cluster, server) = start_with(ServeOptions {
+        handshake_timeout: Duration::from_secs(600),
+        ..ServeOptions::default()
+    })
+    .await;
+    // Connects but never says hello; its handshake would wait 10 minutes.
+    let _silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let worker = cluster.node("w1", PeerRole::Worker);
+    let trust = cluster.trust();
+    let call = ping(
+        Some(&worker),
+        &trust,
+        ExpectedPeer::manager("c1"),
+        server.addr,
+    );
+    tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("served while the silent client waits")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_silent_client_is_dropped_after_the_handshake_timeout_and_frees_its_slot() {
+    let (cluster, server) = start_with(ServeOptions {
+        handshake_timeout: Duration::from_millis(300),
+        // One handshake at a time: the silent client holds the only slot until
+        // its timeout, and the real client must get it afterwards.
+        max_concurrent_handshakes: 1,
+    })
+    .await;
     let mut silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let worker = cluster.node("w1", PeerRole::Worker);
     ping(
@@ -358,8 +387,8 @@ async fn a_silent_client_does_not_block_others_and_is_dropped_after_the_timeout(
     .await
     .unwrap();
 
-    // The server closes the silent connection once its handshake times out:
-    // the read ends (EOF or reset) instead of waiting forever.
+    // The server has closed the silent connection: the read ends (EOF or
+    // reset) instead of waiting forever.
     let mut buf = [0u8; 1];
     let read = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut buf))
         .await

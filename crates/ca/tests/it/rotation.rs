@@ -145,3 +145,65 @@ async fn roots_reloaded_from_the_store_can_cross_sign() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn a_server_reloads_its_certificate_and_trust_without_restarting() {
+    let r = Rotation::new();
+    let manager_old = r.old.node("m1", PeerRole::Manager);
+    let server = start(&manager_old, &r.old_only(), admit_all()).await;
+    // A node that has already moved to the new root and trusts only it.
+    let worker = issue(&r.new, "w1", PeerRole::Worker, "c1", "");
+    let expect = ExpectedPeer::manager("c1");
+    assert!(
+        ping(Some(&worker), &r.new_only(), expect.clone(), server.addr)
+            .await
+            .is_err()
+    );
+
+    // The manager renews under the new root and trusts both roots.
+    let renewed = r.renewed("m1", PeerRole::Manager);
+    server
+        .reload
+        .send(ca::server_config(&renewed, &r.both(), admit_all()).unwrap())
+        .unwrap();
+    ping(Some(&worker), &r.new_only(), expect, server.addr)
+        .await
+        .unwrap();
+    assert_eq!(server.seen.last().identity.unwrap().node_id, "w1");
+}
+
+#[tokio::test]
+async fn a_reloading_connector_reconnects_with_the_new_trust() {
+    use api::rpc::health::health_client::HealthClient;
+    use api::rpc::health::PingRequest;
+    use api::rpc::Connector;
+
+    let r = Rotation::new();
+    // The manager's certificate is from the new root only (no cross-signed cert).
+    let manager = issue(&r.new, "m1", PeerRole::Manager, "c1", "");
+    let server = start(&manager, &r.both(), admit_all()).await;
+    let worker = r.old.node("w1", PeerRole::Worker);
+    let config = |trust: &TrustBundle| {
+        ca::client_config(Some(&worker), trust, ExpectedPeer::manager("c1")).unwrap()
+    };
+    let (update, configs) = tokio::sync::watch::channel(config(&r.old_only()));
+    let channel = ca::MtlsConnector::reloading(configs)
+        .channel(&server.addr.to_string())
+        .unwrap();
+    let mut client = HealthClient::new(channel);
+    assert!(client.ping(PingRequest {}).await.is_err());
+
+    // The worker learns the new root; the same channel reconnects with it.
+    update.send(config(&r.both())).unwrap();
+    let mut answered = false;
+    for _ in 0..20 {
+        if client.ping(PingRequest {}).await.is_ok() {
+            answered = true;
+            break;
+        }
+    }
+    assert!(
+        answered,
+        "the channel reconnected with the new configuration"
+    );
+}

@@ -14,7 +14,7 @@ use ca::{
     client_config, server_config, Admit, ExpectedPeer, MtlsConnector, NodeIdentity, NodeKey,
     RootCa, ServeOptions, TrustBundle, DEFAULT_NODE_CERT_VALIDITY, DEFAULT_ROOT_CA_VALIDITY,
 };
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tonic::service::Routes;
 
 /// A cluster's root CA and id.
@@ -116,6 +116,8 @@ pub fn admit_all() -> Admit {
 pub struct Server {
     pub addr: SocketAddr,
     pub seen: Seen,
+    /// Replaces the server's TLS configuration for new connections.
+    pub reload: watch::Sender<Arc<rustls::ServerConfig>>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -130,7 +132,7 @@ pub async fn start_routes(
 ) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let tls = server_config(identity, trust, admit).unwrap();
+    let (reload, tls) = watch::channel(server_config(identity, trust, admit).unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
         ca::serve_with(
@@ -148,6 +150,7 @@ pub async fn start_routes(
     Server {
         addr,
         seen,
+        reload,
         _stop: stop,
     }
 }
