@@ -272,6 +272,9 @@ impl DispatcherService {
                 _ = out.closed() => return Ok(()),
             };
             let next = next.map_err(status_of)?;
+            // Leadership may have moved during the wait: from then on the
+            // agent must hear from the new leader, whose sessions count.
+            self.check_leader()?;
             poll_after = next.index;
             let (updated, removed) = diff(&mut held, next.tasks);
             if !updated.is_empty() || !removed.is_empty() {

@@ -1,10 +1,11 @@
 //! The agent crate's integration tests: the driver conformance suite against
 //! the exec driver (with real shims), and the agent against an in-memory
-//! dispatcher.
+//! dispatcher, in process and over gRPC.
 
 mod agent_tests;
 mod exec_conformance;
 mod fake;
+mod remote;
 
 use agent::{ExecDriver, ShimCommand};
 use std::path::Path;
