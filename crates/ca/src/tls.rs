@@ -43,6 +43,10 @@ const ALPN_H2: &[u8] = b"h2";
 
 /// Decides whether a verified node certificate may connect. The node wiring
 /// backs it with the store (is the node still a member, with this role?).
+/// It runs inside the TLS handshake, on the runtime's threads: it must answer
+/// from memory (a store `view`), never wait on I/O. It is asked once per
+/// connection, so a node removed while connected is cut off by closing its
+/// connections (or its session), not by this check.
 pub type Admit = Arc<dyn Fn(&PeerIdentity) -> bool + Send + Sync>;
 
 /// The crypto provider every configuration of this crate uses.

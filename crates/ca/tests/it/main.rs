@@ -6,6 +6,7 @@
 
 mod bootstrap;
 mod certs;
+mod golden;
 mod grpc;
 mod rotation;
 mod support;
