@@ -17,7 +17,7 @@
 
 use crate::cluster::{leader_in, no_leader};
 use crate::network::ForwardFailure;
-use crate::types::{NodeId, Proposal, Response};
+use crate::types::{NodeId, Proposal, Response, TypeConfig};
 use crate::{write_error, Core, StoreError, MAX_BATCHES_PER_ENTRY};
 use api::rpc::raft::{forward_reply::Outcome, ForwardRequest};
 use openraft::error::{ClientWriteError, RaftError};
@@ -176,18 +176,16 @@ pub(crate) async fn write_as_leader(
     core.quorum()
         .map_err(|e| Failure::Store(StoreError::Unavailable(e)))?;
     let write = core.raft.client_write(Proposal { batches });
+    if !core.peers.has_network() {
+        // A single node cannot lose its quorum: spare every write a timer.
+        return answered(write.await);
+    }
     tokio::pin!(write);
     let mut check = tokio::time::interval(core.config.heartbeat_interval);
     check.reset();
     loop {
         tokio::select! {
-            result = &mut write => return match result {
-                Ok(resp) => Ok((resp.log_id.index, resp.data)),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                    Err(Failure::NotLeader(f.leader_id))
-                }
-                Err(e) => Err(Failure::Store(write_error(e))),
-            },
+            result = &mut write => return answered(result),
             _ = check.tick() => {
                 if let Err(e) = core.quorum() {
                     return Err(Failure::Store(StoreError::Unavailable(format!(
@@ -196,6 +194,21 @@ pub(crate) async fn write_as_leader(
                 }
             }
         }
+    }
+}
+
+fn answered(
+    result: Result<
+        openraft::raft::ClientWriteResponse<TypeConfig>,
+        RaftError<NodeId, ClientWriteError<NodeId, openraft::BasicNode>>,
+    >,
+) -> Result<(u64, Response), Failure> {
+    match result {
+        Ok(resp) => Ok((resp.log_id.index, resp.data)),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            Err(Failure::NotLeader(f.leader_id))
+        }
+        Err(e) => Err(Failure::Store(write_error(e))),
     }
 }
 
