@@ -124,6 +124,10 @@ pub struct ClusterSecurity {
     /// accept all of them, so a rotation adds a key before it drops one.
     #[serde(default)]
     pub gossip_keys: Vec<String>,
+    /// SHA-256 (hex) of the admin API token, so every manager's API accepts
+    /// it; the token itself is only in the admin's credentials file.
+    #[serde(default)]
+    pub admin_token_sha256: String,
 }
 
 impl Cluster {
@@ -214,7 +218,11 @@ pub struct ManagerStatus {
     pub leader: bool,
     /// "reachable" or "unreachable".
     pub reachability: String,
+    /// The manager's cluster RPC address (Raft, dispatcher, CA).
     pub addr: String,
+    /// The manager's HTTPS API address.
+    #[serde(default)]
+    pub api_addr: String,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -10,6 +10,8 @@ use utoipa::{Modify, OpenApi};
     info(title = "berth API", description = "The controller's HTTPS API. Authenticate with `Authorization: Bearer <token>`."),
     paths(
         handlers::info::get,
+        handlers::cluster::join_tokens,
+        handlers::cluster::rotate_join_token,
         handlers::nodes::list,
         handlers::nodes::inspect,
         handlers::nodes::update,

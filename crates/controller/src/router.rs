@@ -9,6 +9,11 @@ use axum::Router;
 pub fn app(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/info", get(handlers::info::get))
+        .route("/cluster/join-tokens", get(handlers::cluster::join_tokens))
+        .route(
+            "/cluster/join-tokens/rotate",
+            post(handlers::cluster::rotate_join_token),
+        )
         .route("/nodes", get(handlers::nodes::list))
         .route(
             "/nodes/{id}",

@@ -65,3 +65,28 @@ pub struct UpdateNode {
     pub version: u64,
     pub spec: NodeSpec,
 }
+
+/// `GET /api/v1/cluster/join-tokens`: the commands that add nodes.
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JoinTokens {
+    pub worker: String,
+    pub manager: String,
+    /// Cluster RPC addresses of the managers, the leader first: where `berth join` goes.
+    pub managers: Vec<String>,
+}
+
+impl std::fmt::Debug for JoinTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinTokens")
+            .field("managers", &self.managers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `POST /api/v1/cluster/join-tokens/rotate`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateJoinToken {
+    /// "worker" or "manager".
+    pub role: String,
+}

@@ -504,6 +504,7 @@ fn new_node(config: &DispatcherConfig, description: &NodeDescription, leader: bo
         leader,
         reachability: "reachable".into(),
         addr: config.addr.clone(),
+        api_addr: String::new(),
     });
     Node {
         meta: api::Meta::new(api::new_id()),

@@ -1,6 +1,8 @@
 //! The command line, docker-like: `berth up`, `berth node …`, `berth service …`.
 
+mod cluster;
 mod flags;
+mod local_cluster;
 mod node;
 mod output;
 mod progress;
@@ -26,12 +28,14 @@ pub struct Cli {
     /// API token; the one in the saved credentials by default.
     #[arg(long, global = true, env = "BERTH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Log filter for `berth up` (e.g. info, debug, berth=debug).
+    /// Log filter of a node (e.g. info, debug, store=debug). openraft's own
+    /// log is off by default: it repeats every failed RPC to a lost manager, and
+    /// the store reports what matters (lost quorum, leader changes) itself.
     #[arg(
         long,
         global = true,
         env = "BERTH_LOG",
-        default_value = "info,openraft=warn"
+        default_value = "info,openraft=off"
     )]
     pub log: String,
     #[command(subcommand)]
@@ -41,8 +45,15 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 #[allow(clippy::large_enum_variant)] // parsed once per run
 pub enum Command {
-    /// Start a single-node cluster (manager and worker) and serve the API until Ctrl-C.
+    /// Start a single-node cluster (manager and worker) and serve the API until
+    /// Ctrl-C; with --managers/--workers, a whole cluster of processes on 127.0.0.x.
     Up(up::UpArgs),
+    /// Create a cluster with this node as its first manager, and run it until Ctrl-C.
+    Init(cluster::InitArgs),
+    /// Join a cluster as a worker or a manager (the token says which), and run until Ctrl-C.
+    Join(cluster::JoinArgs),
+    /// Show (or rotate) the command that adds a worker or a manager.
+    JoinToken(cluster::JoinTokenArgs),
     /// Manage nodes.
     #[command(subcommand)]
     Node(node::NodeCommand),
@@ -77,6 +88,11 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Up(args) => up::run(args, &cli.log).await,
+        Command::Init(args) => cluster::init(args, &cli.log).await,
+        Command::Join(args) => cluster::join(args, &cli.log).await,
+        Command::JoinToken(args) => {
+            cluster::join_token(args, &client(&cli.host, &cli.token)?).await
+        }
         Command::Node(cmd) => node::run(cmd, &client(&cli.host, &cli.token)?).await,
         Command::Service(cmd) => service::run(cmd, &client(&cli.host, &cli.token)?).await,
         Command::Version => {
@@ -113,4 +129,17 @@ fn client(host: &Option<String>, token: &Option<String>) -> anyhow::Result<Clien
         creds.token = t.clone();
     }
     Client::new(&creds)
+}
+
+/// Prints a line, ignoring a closed output: Ctrl-C in a terminal also ends a
+/// `| tee` reading our output, and the node must still stop its tasks then
+/// (println! would panic on the broken pipe and skip the clean stop).
+pub(crate) fn say_out(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+pub(crate) fn say_err(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }

@@ -1,6 +1,7 @@
 //! `berth up`: a single-node cluster in the foreground until Ctrl-C.
 
-use crate::node::{Node, NodeConfig};
+use super::{say_err, say_out};
+use crate::node::{Membership, Node, NodeAddrs, NodeConfig};
 use anyhow::Context;
 use clap::Args;
 use std::net::SocketAddr;
@@ -18,29 +19,49 @@ pub struct UpArgs {
     /// Host name the node reports [default: the machine's].
     #[arg(long)]
     pub hostname: Option<String>,
+    /// Instead of one node: start this many managers as separate processes
+    /// on 127.0.0.11, .12, … (formed with `berth init` and `berth join`).
+    #[arg(long)]
+    pub managers: Option<u8>,
+    /// With --managers: this many workers too, on 127.0.0.21, .22, …
+    #[arg(long, requires = "managers")]
+    pub workers: Option<u8>,
 }
 
-pub async fn run(args: UpArgs, log: &str) -> anyhow::Result<ExitCode> {
+pub(crate) fn init_logging(log: &str) -> anyhow::Result<()> {
     let filter =
         tracing_subscriber::EnvFilter::try_new(log).with_context(|| format!("--log {log:?}"))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    Ok(())
+}
 
+pub async fn run(args: UpArgs, log: &str) -> anyhow::Result<ExitCode> {
     let data_dir = args.data_dir.unwrap_or_else(crate::paths::default_data_dir);
+    if let Some(managers) = args.managers {
+        return super::local_cluster::run(super::local_cluster::LocalCluster {
+            managers,
+            workers: args.workers.unwrap_or(0),
+            data_dir: data_dir.join("local-cluster"),
+        })
+        .await;
+    }
+    init_logging(log)?;
     let credentials_file = crate::paths::credentials_file();
     let program =
         std::env::current_exe().context("finding the berth binary (to supervise tasks)")?;
     let node = Node::start(NodeConfig {
         data_dir: data_dir.clone(),
-        api_addr: args.api_addr,
+        addrs: NodeAddrs::loopback(args.api_addr),
         hostname: args.hostname,
         shim: agent::ShimCommand {
             program,
             args: vec!["shim".into()],
         },
         credentials_file: Some(credentials_file.clone()),
+        membership: Membership::Up,
     })
     .await?;
 
@@ -53,7 +74,9 @@ pub async fn run(args: UpArgs, log: &str) -> anyhow::Result<ExitCode> {
          Try `berth node ls` or `berth service create --name web --replicas 3 -- sleep 1000` in another terminal.\n\
          Press Ctrl-C to stop (running tasks are stopped).",
         node.node_id,
-        node.api_addr,
+        node.api_addr
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
         data_dir.display(),
         credentials_file.display()
     ));
@@ -65,20 +88,7 @@ pub async fn run(args: UpArgs, log: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints a line, ignoring a closed output: Ctrl-C in a terminal also ends a
-/// `| tee` reading our output, and the node must still stop its tasks then
-/// (println! would panic on the broken pipe and skip the clean stop).
-fn say_out(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stdout(), "{line}");
-}
-
-fn say_err(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{line}");
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
+pub(crate) async fn wait_for_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;

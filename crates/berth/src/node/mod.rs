@@ -1,35 +1,121 @@
-//! One berth node, wired: store (the Raft group), manager (orchestrator,
-//! scheduler, updater, reaper, dispatcher), agent with its runtime driver, and
-//! the controller's API. `berth up` runs one of these until Ctrl-C; the tests
-//! start it in process.
+//! One berth node, wired: on a manager the store (its replica of the Raft
+//! group), the manager's control loops, the dispatcher, the CA and the API;
+//! on every node the agent with its runtime driver, talking to the managers
+//! over the cluster RPC (gRPC over mutual TLS). `berth up`, `init` and `join`
+//! run one of these until Ctrl-C; the tests start it in process.
+//!
+//! A node starts in one of three ways: it founds a cluster (`up`, `init`: a
+//! cluster id, both root CAs, the join tokens, its own manager certificate, a
+//! one-voter Raft group), joins one (`join`: the token pins the cluster CA, a
+//! manager signs the node's certificate, a manager is then added to the Raft
+//! group), or resumes the identity saved in its data dir by an earlier start.
+
+mod ca_service;
+mod identity;
+
+pub use identity::{Identity, Role};
 
 use crate::credentials::Credentials;
-use anyhow::{bail, Context};
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use anyhow::{anyhow, bail, Context};
+use api::rpc::node::node_ca_client::NodeCaClient;
+use api::rpc::node::{GetRootCaRequest, IssueNodeCertificateRequest, JoinManagersRequest};
+use api::rpc::{Connector, PeerRole};
+use api::{CaKeys, ClusterSecurity, JoinTokens, Op};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// The cluster RPC port (Raft, dispatcher, CA; mutual TLS).
+pub const RPC_PORT: u16 = 7377;
+/// The HTTPS API port of managers.
+pub const API_PORT: u16 = 7443;
+/// The gossip port (UDP).
+pub const GOSSIP_PORT: u16 = 7946;
+
+/// How long a joining node keeps trying to reach the manager it was given,
+/// and a new manager to be added to the Raft group.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long each server (cluster RPC, API) may take to stop at shutdown.
+const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where a node listens, and the address it gives others.
+#[derive(Clone, Debug)]
+pub struct NodeAddrs {
+    pub advertise: IpAddr,
+    /// Cluster RPC (managers only). Port 0: any free port.
+    pub rpc: SocketAddr,
+    /// HTTPS API (managers only). Port 0: any free port.
+    pub api: SocketAddr,
+    /// Gossip (UDP).
+    pub gossip: SocketAddr,
+}
+
+impl NodeAddrs {
+    /// Everything on one loopback address with free ports: a node that only
+    /// this machine talks to (`berth up`, tests).
+    pub fn loopback(api: SocketAddr) -> NodeAddrs {
+        let ip = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        NodeAddrs {
+            advertise: ip,
+            rpc: SocketAddr::new(ip, 0),
+            api,
+            gossip: SocketAddr::new(ip, 0),
+        }
+    }
+}
+
+/// How the node becomes part of a cluster on its first start. On later
+/// starts the identity in the data dir decides, and this only matters for
+/// `--force-new-cluster`.
+#[derive(Clone, Debug)]
+pub enum Membership {
+    /// `berth up`: found a single-node cluster (or resume it).
+    Up,
+    /// `berth init`: found a cluster (or resume); with `force_new_cluster`,
+    /// restart this manager's data as the only member of a new Raft group.
+    Init { force_new_cluster: bool },
+    /// `berth join`: join through the manager at `manager` (cluster RPC
+    /// address) with `token`.
+    Join { token: String, manager: String },
+}
 
 pub struct NodeConfig {
     pub data_dir: PathBuf,
-    /// Where the API listens (port 0: any free port).
-    pub api_addr: SocketAddr,
+    pub addrs: NodeAddrs,
     /// Reported hostname; the machine's when unset.
     pub hostname: Option<String>,
     /// How the exec driver starts a task's shim: the berth binary and `shim`.
     pub shim: agent::ShimCommand,
     /// Where to write the admin credential for the CLI; none: keep it in memory only.
     pub credentials_file: Option<PathBuf>,
+    pub membership: Membership,
+}
+
+/// The parts only a manager runs.
+struct ManagerParts {
+    store: store::Store,
+    manager: manager::Manager,
+    api_addr: SocketAddr,
+    credentials: Option<Credentials>,
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Servers, awaited at shutdown once told to stop.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Background chores, aborted at shutdown.
+    chores: Vec<tokio::task::JoinHandle<()>>,
 }
 
 pub struct Node {
-    pub api_addr: SocketAddr,
-    pub credentials: Credentials,
     pub node_id: String,
-    store: store::Store,
-    manager: manager::Manager,
+    pub cluster_id: String,
+    /// The advertised cluster RPC address (managers), or the advertised IP
+    /// with port 0 (workers serve no RPC).
+    pub rpc_addr: SocketAddr,
+    /// The HTTPS API address (managers only).
+    pub api_addr: Option<SocketAddr>,
+    manager: Option<ManagerParts>,
     agent: agent::Agent,
-    api_stop: tokio::sync::oneshot::Sender<()>,
-    api_task: tokio::task::JoinHandle<()>,
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
@@ -53,122 +139,515 @@ impl controller::LogSource for DriverLogs {
 
 impl Node {
     pub async fn start(cfg: NodeConfig) -> anyhow::Result<Node> {
-        let data_dir = &cfg.data_dir;
-        std::fs::create_dir_all(data_dir)
+        let data_dir = cfg.data_dir.clone();
+        std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("creating data dir {}", data_dir.display()))?;
-        let lock = lock_data_dir(data_dir)?;
+        let lock = lock_data_dir(&data_dir)?;
+        let hostname = cfg.hostname.clone().unwrap_or_else(crate::hostname);
 
-        let store = store::Store::open(store::StoreConfig::new(data_dir.join("store")))
-            .await
-            .with_context(|| {
-                format!("opening the store in {}", data_dir.join("store").display())
-            })?;
-        if store.view(|s| s.cluster().is_none()) {
-            store
-                .update(vec![api::Op::Create(api::Cluster::new("berth").into())])
-                .await
-                .context("creating the cluster")?;
-        }
+        // Managers listen before anything else: a joining manager's address
+        // goes into its join request, and a port 0 must be resolved first.
+        let existing = Identity::load(&data_dir)?;
+        let will_manage = match (&existing, &cfg.membership) {
+            (Some(id), _) => id.role == Role::Manager,
+            (None, Membership::Join { .. }) => true, // decided by the token; bound anyway
+            (None, _) => true,
+        };
+        let rpc_listener = if will_manage {
+            Some(
+                tokio::net::TcpListener::bind(cfg.addrs.rpc)
+                    .await
+                    .with_context(|| {
+                        format!("listening for the cluster RPC on {}", cfg.addrs.rpc)
+                    })?,
+            )
+        } else {
+            None
+        };
+        let rpc_adv = match &rpc_listener {
+            Some(l) => SocketAddr::new(cfg.addrs.advertise, l.local_addr()?.port()),
+            None => SocketAddr::new(cfg.addrs.advertise, 0),
+        };
 
-        let manager =
-            manager::Manager::start(store.clone(), manager::ManagerConfig::default()).await;
-        let dispatcher: Arc<dyn api::dispatch::Dispatcher> = Arc::new(
-            manager::LocalDispatcher::new(store.clone(), api::NodeRole::Manager),
-        );
+        let (identity, founded) = match existing {
+            Some(id) => {
+                if let Membership::Join { .. } = cfg.membership {
+                    tracing::warn!(
+                        "this node is already part of cluster {}: resuming it (the token is not used)",
+                        id.cluster_id
+                    );
+                }
+                (id, None)
+            }
+            None => match &cfg.membership {
+                Membership::Up | Membership::Init { .. } => {
+                    if data_dir.join("store").exists() {
+                        bail!(
+                            "{} holds a store but no node identity (made by an older berth?): \
+                             start with an empty --data-dir",
+                            data_dir.display()
+                        );
+                    }
+                    let (id, sec) = found_cluster(&rpc_adv)?;
+                    id.save(&data_dir)?;
+                    (id, Some(sec))
+                }
+                Membership::Join { token, manager } => {
+                    let id = join_cluster(token, manager, &hostname, &rpc_adv, &cfg.addrs).await?;
+                    id.save(&data_dir)?;
+                    (id, None)
+                }
+            },
+        };
+        let rpc_listener = if identity.role == Role::Manager {
+            rpc_listener
+        } else {
+            None // a worker serves no RPC: its listener is closed here
+        };
 
+        let tls_identity = identity.tls_identity()?;
+        let trust = identity.trust()?;
+        let client_tls = ca::client_config(
+            Some(&tls_identity),
+            &trust,
+            ca::ExpectedPeer::manager(&identity.cluster_id),
+        )
+        .context("building the cluster RPC client configuration")?;
+        let connector: Arc<dyn Connector> = Arc::new(ca::MtlsConnector::new(client_tls));
+
+        let manager = match identity.role {
+            Role::Manager => Some(
+                start_manager(
+                    &cfg,
+                    &identity,
+                    founded,
+                    rpc_listener.ok_or_else(|| anyhow!("a manager without its RPC listener"))?,
+                    rpc_adv,
+                    &tls_identity,
+                    &trust,
+                    connector.clone(),
+                )
+                .await?,
+            ),
+            Role::Worker => None,
+        };
+
+        // The agent talks to the dispatcher over the cluster RPC even on a
+        // manager: one code path, and it follows the leader wherever it is.
         let driver: Arc<dyn agent::Driver> = Arc::new(
             agent::ExecDriver::new(data_dir.join("exec"), cfg.shim.clone())
                 .context("starting the exec driver")?,
         );
-        let mut agent_cfg = agent::AgentConfig::new(data_dir.join("agent"));
-        agent_cfg.hostname = cfg.hostname.clone();
-        let agent = agent::Agent::start(dispatcher, driver.clone(), agent_cfg)
-            .await
-            .context("starting the agent")?;
-        let node_id = agent.node_id();
-
-        // The API: a self-signed certificate for now (the cluster CA replaces it
-        // with the HA issue) and one admin token, of which only the hash is kept.
-        let api_dir = data_dir.join("api");
-        let hostname = cfg.hostname.clone().unwrap_or_else(crate::hostname);
-        let mut names = vec![
-            "localhost".to_string(),
-            "127.0.0.1".into(),
-            "::1".into(),
-            hostname,
-        ];
-        if !cfg.api_addr.ip().is_unspecified() {
-            names.push(cfg.api_addr.ip().to_string());
+        let agent_dir = data_dir.join("agent");
+        std::fs::create_dir_all(&agent_dir)?;
+        // The agent registers as the node its certificate names.
+        std::fs::write(agent_dir.join("node-id"), &identity.node_id)
+            .context("writing the agent's node id")?;
+        let mut managers = identity.managers.clone();
+        if identity.role == Role::Manager {
+            let me = rpc_adv.to_string();
+            managers.retain(|m| m != &me);
+            managers.insert(0, me);
         }
-        let tls_files = controller::tls::load_or_create(&api_dir, &names)?;
-        let tls = controller::tls::server_config(&tls_files)?;
-        let listener = tokio::net::TcpListener::bind(cfg.api_addr)
-            .await
-            .with_context(|| format!("listening for the API on {}", cfg.api_addr))?;
-        let api_addr = listener.local_addr()?;
-        let host_ip = if api_addr.ip().is_unspecified() {
-            "127.0.0.1".parse()?
-        } else {
-            api_addr.ip()
+        let dispatcher: Arc<dyn api::dispatch::Dispatcher> =
+            Arc::new(agent::remote::RemoteDispatcher::new(connector, managers));
+        let mut agent_cfg = agent::AgentConfig::new(agent_dir);
+        agent_cfg.hostname = Some(hostname);
+        let agent = match agent::Agent::start(dispatcher, driver.clone(), agent_cfg).await {
+            Ok(a) => a,
+            Err(e) => {
+                if let Some(m) = manager {
+                    m.shutdown().await;
+                }
+                return Err(e).context("starting the agent");
+            }
         };
-        let host = SocketAddr::new(host_ip, api_addr.port()).to_string();
-        let credentials = admin_credentials(
-            &api_dir,
-            cfg.credentials_file.as_deref(),
-            host,
-            &tls_files.cert_pem,
-        )?;
-
-        let state = controller::AppState {
-            store: store.clone(),
-            logs: Arc::new(DriverLogs(driver)),
-            admin_token_sha256: controller::auth::token_hash(&credentials.token),
+        let manager = match manager {
+            Some(mut m) => {
+                if let Err(e) = m.serve_api(&cfg, &identity, rpc_adv, driver).await {
+                    let _ = agent.shutdown().await;
+                    m.shutdown().await;
+                    return Err(e);
+                }
+                Some(m)
+            }
+            None => None,
         };
-        let (api_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let api_task = tokio::spawn(controller::serve(
-            listener,
-            tls,
-            controller::app(state),
-            async {
-                let _ = stop_rx.await;
-            },
-        ));
 
         Ok(Node {
-            api_addr,
-            credentials,
-            node_id,
-            store,
+            node_id: identity.node_id.clone(),
+            cluster_id: identity.cluster_id.clone(),
+            rpc_addr: rpc_adv,
+            api_addr: manager.as_ref().map(|m| m.api_addr),
             manager,
             agent,
-            api_stop,
-            api_task,
             _lock: lock,
         })
     }
 
-    pub fn store(&self) -> &store::Store {
-        &self.store
+    pub fn is_manager(&self) -> bool {
+        self.manager.is_some()
+    }
+
+    /// The admin credential for the CLI, on the manager that founded the
+    /// cluster (or resumed it with the credentials file in place).
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.manager.as_ref().and_then(|m| m.credentials.as_ref())
+    }
+
+    /// This manager's replica of the store.
+    pub fn store(&self) -> Option<&store::Store> {
+        self.manager.as_ref().map(|m| &m.store)
     }
 
     /// Stops the node cleanly: the agent stops every task (nothing is left
-    /// running), then the manager, the API and the store.
+    /// running), then the manager, the API, the cluster RPC and the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        let Node {
-            store,
-            manager,
-            agent,
-            api_stop,
-            api_task,
-            ..
-        } = self;
+        let Node { manager, agent, .. } = self;
         let agent_result = agent.shutdown().await.context("stopping tasks");
-        manager.shutdown().await;
-        let _ = api_stop.send(());
-        let _ = api_task.await;
-        store.shutdown().await.context("closing the store")?;
+        if let Some(m) = manager {
+            m.shutdown().await;
+        }
         agent_result
     }
+}
+
+impl ManagerParts {
+    async fn shutdown(self) {
+        let ManagerParts {
+            store,
+            manager,
+            stops,
+            tasks,
+            chores,
+            ..
+        } = self;
+        for c in &chores {
+            c.abort();
+        }
+        manager.shutdown().await;
+        for s in stops {
+            let _ = s.send(());
+        }
+        // A server stops gracefully, but a peer that never closes its
+        // connection must not hold the node up.
+        for mut t in tasks {
+            if tokio::time::timeout(SERVER_STOP_TIMEOUT, &mut t)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a server did not stop within {SERVER_STOP_TIMEOUT:?}; closing it");
+                t.abort();
+            }
+        }
+        if let Err(e) = store.shutdown().await {
+            tracing::warn!(error = %e, "closing the store");
+        }
+    }
+}
+
+/// Makes a new cluster: its id, both root CAs, the join tokens, a gossip
+/// key, and this node's identity as its first manager.
+fn found_cluster(rpc_adv: &SocketAddr) -> anyhow::Result<(Identity, ClusterSecurity)> {
+    let now = SystemTime::now();
+    let validity = ca::renewal::DEFAULT_ROOT_CA_VALIDITY;
+    let root = ca::RootCa::generate("berth cluster root CA", validity, now)
+        .context("making the cluster root CA")?;
+    let client = ca::RootCa::generate("berth client root CA", validity, now)
+        .context("making the client root CA")?;
+    let cluster_id = api::new_id();
+    let node_id = api::new_id();
+    let key = ca::NodeKey::generate().context("making the node key")?;
+    let cert_pem = root
+        .issue_node_certificate(
+            &key.csr_pem()?,
+            &node_id,
+            PeerRole::Manager,
+            &cluster_id,
+            ca::renewal::DEFAULT_NODE_CERT_VALIDITY,
+            now,
+        )
+        .context("signing this node's certificate")?;
+    let keys = |r: &ca::RootCa| {
+        let s = r.to_stored();
+        CaKeys {
+            cert_pem: s.cert_pem,
+            key_pem: s.key_pem,
+        }
+    };
+    let gossip_key = hex::encode(rand::random::<[u8; 32]>());
+    let sec = ClusterSecurity {
+        cluster_id: cluster_id.clone(),
+        root_ca: keys(&root),
+        client_ca: keys(&client),
+        join_tokens: JoinTokens {
+            worker: ca::JoinToken::generate(&root.digest()).to_string(),
+            manager: ca::JoinToken::generate(&root.digest()).to_string(),
+        },
+        gossip_keys: vec![gossip_key.clone()],
+        admin_token_sha256: String::new(),
+    };
+    let identity = Identity {
+        node_id,
+        cluster_id,
+        role: Role::Manager,
+        cert_pem,
+        key_pem: key.key_pem(),
+        trust_pem: root.cert_pem().to_string(),
+        managers: vec![rpc_adv.to_string()],
+        gossip_keys: vec![gossip_key],
+    };
+    Ok((identity, sec))
+}
+
+/// Joins the cluster of the manager at `manager`: fetch its root CA over a
+/// connection that trusts nothing yet, check the root against the digest in
+/// the token (so a man in the middle is caught before anything secret is
+/// sent), then send the token and a CSR over a connection that trusts that
+/// root only.
+async fn join_cluster(
+    token: &str,
+    manager: &str,
+    hostname: &str,
+    rpc_adv: &SocketAddr,
+    addrs: &NodeAddrs,
+) -> anyhow::Result<Identity> {
+    use std::str::FromStr;
+    let parsed = ca::JoinToken::from_str(token.trim())
+        .map_err(|e| anyhow!("the join token is malformed: {e}"))?;
+    let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+    let (bootstrap, seen) = ca::bootstrap_client_config()?;
+    let channel = ca::MtlsConnector::new(bootstrap).channel(manager)?;
+    let root_pem = loop {
+        match NodeCaClient::new(channel.clone())
+            .get_root_ca(GetRootCaRequest {})
+            .await
+        {
+            Ok(r) => break r.into_inner().trust_pem,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::info!(
+                    manager,
+                    "waiting for the manager to answer: {}",
+                    e.message()
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => bail!("cannot reach the manager at {manager}: {}", e.message()),
+        }
+    };
+    let presented = seen
+        .latest()
+        .ok_or_else(|| anyhow!("the manager at {manager} showed no certificate"))?;
+    let (trust, manager_peer) =
+        ca::verify_bootstrap_root(&parsed, &root_pem, &presented, SystemTime::now()).map_err(
+            |e| {
+                anyhow!(
+            "the manager at {manager} is not the cluster this token is for ({e}): nothing was sent"
+        )
+            },
+        )?;
+    let verified = ca::client_config(
+        None,
+        &trust,
+        ca::ExpectedPeer::manager(&manager_peer.cluster_id),
+    )?;
+    let channel = ca::MtlsConnector::new(verified).channel(manager)?;
+    let key = ca::NodeKey::generate()?;
+    let gossip = SocketAddr::new(addrs.advertise, addrs.gossip.port());
+    let cert = NodeCaClient::new(channel)
+        .issue_node_certificate(IssueNodeCertificateRequest {
+            token: token.trim().to_string(),
+            csr_pem: key.csr_pem()?,
+            hostname: hostname.to_string(),
+            rpc_addr: rpc_adv.to_string(),
+            gossip_addr: gossip.to_string(),
+        })
+        .await
+        .map_err(|e| anyhow!("joining through {manager} was refused: {}", e.message()))?
+        .into_inner();
+    let role = Role::parse(&cert.role)
+        .ok_or_else(|| anyhow!("the manager gave an unknown role {:?}", cert.role))?;
+    let mut managers = cert.managers.clone();
+    if !managers.iter().any(|m| m == manager) {
+        managers.push(manager.to_string());
+    }
+    tracing::info!(node = %cert.node_id, role = role.name(), "joined the cluster");
+    Ok(Identity {
+        node_id: cert.node_id,
+        cluster_id: cert.cluster_id,
+        role,
+        cert_pem: cert.cert_pem,
+        key_pem: key.key_pem(),
+        trust_pem: cert.trust_pem,
+        managers,
+        gossip_keys: cert.gossip_keys,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start_manager(
+    cfg: &NodeConfig,
+    identity: &Identity,
+    founded: Option<ClusterSecurity>,
+    rpc_listener: tokio::net::TcpListener,
+    rpc_adv: SocketAddr,
+    tls_identity: &ca::NodeIdentity,
+    trust: &ca::TrustBundle,
+    connector: Arc<dyn Connector>,
+) -> anyhow::Result<ManagerParts> {
+    let data_dir = &cfg.data_dir;
+    let mut store_cfg = store::StoreConfig::new(data_dir.join("store"));
+    store_cfg.node_id = store::raft_id(&identity.node_id);
+    let force = matches!(
+        cfg.membership,
+        Membership::Init {
+            force_new_cluster: true
+        }
+    );
+    let store = if force && founded.is_none() {
+        tracing::warn!("--force-new-cluster: this manager becomes the only member of a new Raft group, keeping the cluster's state");
+        store::Store::force_new_cluster(store_cfg, connector.clone(), &rpc_adv.to_string())
+            .await
+            .context("forcing a new cluster")?
+    } else {
+        store::Store::open_member(store_cfg, connector.clone())
+            .await
+            .with_context(|| format!("opening the store in {}", data_dir.join("store").display()))?
+    };
+
+    // The cluster RPC: Raft for managers, the CA for anyone (a joining node
+    // has no certificate yet), the dispatcher for any node of the cluster.
+    let admit_store = store.clone();
+    let admit: ca::tls::Admit = Arc::new(move |peer: &api::rpc::PeerIdentity| {
+        // Until this manager has caught up it cannot tell who was removed;
+        // after, only nodes still in the cluster get in.
+        admit_store.view(|s| s.cluster().is_none() || s.node(&peer.node_id).is_some())
+    });
+    let server_tls = ca::server_config(tls_identity, trust, admit)?;
+    let ca_service = ca_service::CaService::new(store.clone());
+    let dispatcher: Arc<dyn api::dispatch::Dispatcher> = Arc::new(manager::LocalDispatcher::new(
+        store.clone(),
+        api::NodeRole::Manager,
+    ));
+    let hint_store = store.clone();
+    let dispatch_service =
+        manager::rpc::DispatcherService::new(dispatcher).with_leader_hint(move || {
+            if hint_store.is_leader() {
+                manager::rpc::LeaderHint::Leader
+            } else {
+                manager::rpc::LeaderHint::Follower {
+                    leader_addr: hint_store.leader().map(|(_, addr)| addr),
+                }
+            }
+        });
+    let mut routes = tonic::service::Routes::default();
+    routes = routes
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            store.raft_service(),
+            ca::require_role(PeerRole::Manager),
+        ))
+        .add_service(ca_service.node_ca())
+        .add_service(ca_service.membership())
+        .add_service(dispatch_service.into_server());
+    let (rpc_stop, rpc_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let rpc_task = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = rpc_stop_rx.await;
+        };
+        if let Err(e) = ca::serve(rpc_listener, server_tls, routes, shutdown).await {
+            tracing::error!(error = %e, "the cluster RPC server stopped");
+        }
+    });
+
+    if let Some(sec) = founded {
+        store
+            .initialize(&rpc_adv.to_string())
+            .await
+            .context("founding the Raft group")?;
+        let mut cluster = api::Cluster::new("berth");
+        cluster.security = Some(sec);
+        let me = self_node(identity, cfg, rpc_adv);
+        store
+            .update(vec![Op::Create(cluster.into()), Op::Create(me.into())])
+            .await
+            .context("creating the cluster")?;
+    } else if let Membership::Join { manager, .. } = &cfg.membership {
+        // A new manager (or one that restarted before it was added) asks to
+        // be added to the Raft group; adding one that is a member is a no-op.
+        if !store.view(|s| s.cluster().is_some()) {
+            ask_to_join_managers(&connector, identity, manager, &rpc_adv).await?;
+        }
+    }
+
+    let manager = manager::Manager::start(store.clone(), manager::ManagerConfig::default()).await;
+    Ok(ManagerParts {
+        store: store.clone(),
+        manager,
+        api_addr: cfg.addrs.api,
+        credentials: None,
+        stops: vec![rpc_stop],
+        tasks: vec![rpc_task],
+        chores: vec![tokio::spawn(log_leader_changes(store))],
+    })
+}
+
+/// The record of the founding manager.
+fn self_node(identity: &Identity, cfg: &NodeConfig, rpc_adv: SocketAddr) -> api::Node {
+    api::Node {
+        meta: api::Meta::new(identity.node_id.clone()),
+        spec: api::NodeSpec {
+            role: api::NodeRole::Manager,
+            ..api::NodeSpec::default()
+        },
+        description: api::NodeDescription {
+            hostname: cfg.hostname.clone().unwrap_or_else(crate::hostname),
+            ..api::NodeDescription::default()
+        },
+        status: api::NodeStatus {
+            state: api::NodeState::Unknown,
+            message: String::new(),
+            addr: rpc_adv.ip().to_string(),
+        },
+        manager_status: None,
+    }
+}
+
+/// Asks the managers (the one joined through first) to add this manager to
+/// the Raft group, retrying until one does or [`JOIN_TIMEOUT`] passes.
+async fn ask_to_join_managers(
+    connector: &Arc<dyn Connector>,
+    identity: &Identity,
+    first: &str,
+    rpc_adv: &SocketAddr,
+) -> anyhow::Result<()> {
+    use api::rpc::node::membership_client::MembershipClient;
+    let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+    let mut targets = vec![first.to_string()];
+    targets.extend(identity.managers.iter().filter(|m| *m != first).cloned());
+    let mut last = String::new();
+    while tokio::time::Instant::now() < deadline {
+        for t in &targets {
+            let Ok(channel) = connector.channel(t) else {
+                continue;
+            };
+            match MembershipClient::new(channel)
+                .join_managers(JoinManagersRequest {
+                    rpc_addr: rpc_adv.to_string(),
+                })
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!("added to the managers' Raft group");
+                    return Ok(());
+                }
+                Err(e) => last = format!("{t}: {}", e.message()),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    bail!(
+        "no manager added this one to the Raft group within {JOIN_TIMEOUT:?} (last answer: {last})"
+    )
 }
 
 fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
@@ -188,47 +667,232 @@ fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<nix::fcntl::Flock<std:
     }
 }
 
-/// The admin credential: kept when the CLI's credential file still holds the
-/// token whose hash the node knows; otherwise a new token is made (whoever can
-/// start the node with this data dir is its admin) and the file rewritten.
-fn admin_credentials(
-    api_dir: &std::path::Path,
-    file: Option<&std::path::Path>,
-    host: String,
-    ca_pem: &str,
-) -> anyhow::Result<Credentials> {
-    let hash_path = api_dir.join("admin-token.sha256");
-    let known = std::fs::read_to_string(&hash_path)
-        .ok()
-        .map(|s| s.trim().to_string());
-    if let (Some(file), Some(known)) = (file, known.as_deref()) {
-        if let Ok(existing) = Credentials::load(file) {
-            if hex::encode(controller::auth::token_hash(&existing.token)) == known {
-                let creds = Credentials {
-                    host,
-                    managers: Vec::new(),
-                    token: existing.token,
-                    ca_pem: ca_pem.to_string(),
-                };
-                creds.save(file)?;
-                return Ok(creds);
+impl ManagerParts {
+    /// Serves the HTTPS API, once the store holds the cluster (a joined
+    /// manager waits until it has caught up), and writes this manager's
+    /// addresses into its node record for the CLI and `node ls`.
+    async fn serve_api(
+        &mut self,
+        cfg: &NodeConfig,
+        identity: &Identity,
+        rpc_adv: SocketAddr,
+        driver: Arc<dyn agent::Driver>,
+    ) -> anyhow::Result<()> {
+        let store = self.store.clone();
+        let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+        let mut changes = store.watch();
+        while store
+            .view(|s| s.cluster().and_then(|c| c.security.clone()))
+            .is_none()
+        {
+            if tokio::time::Instant::now() > deadline {
+                bail!("this manager did not receive the cluster's state within {JOIN_TIMEOUT:?}");
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(200), changes.recv()).await;
+        }
+        let api_dir = cfg.data_dir.join("api");
+        let hostname = cfg.hostname.clone().unwrap_or_else(crate::hostname);
+        let mut names = vec![
+            "localhost".to_string(),
+            "127.0.0.1".into(),
+            "::1".into(),
+            hostname,
+            cfg.addrs.advertise.to_string(),
+        ];
+        if !cfg.addrs.api.ip().is_unspecified() {
+            names.push(cfg.addrs.api.ip().to_string());
+        }
+        let tls_files = controller::tls::load_or_create(&api_dir, &names)?;
+        let tls = controller::tls::server_config(&tls_files)?;
+        let listener = tokio::net::TcpListener::bind(cfg.addrs.api)
+            .await
+            .with_context(|| format!("listening for the API on {}", cfg.addrs.api))?;
+        let bound = listener.local_addr()?;
+        let host_ip = if bound.ip().is_unspecified() {
+            cfg.addrs.advertise
+        } else {
+            bound.ip()
+        };
+        let api_adv = SocketAddr::new(host_ip, bound.port());
+        self.api_addr = bound;
+
+        let founder = matches!(cfg.membership, Membership::Up | Membership::Init { .. });
+        let credentials = admin_credentials(
+            &store,
+            cfg.credentials_file.as_deref(),
+            founder,
+            api_adv.to_string(),
+            &tls_files.cert_pem,
+        )
+        .await?;
+        let admin_hash = store
+            .view(|s| {
+                s.cluster()
+                    .and_then(|c| c.security.as_ref())
+                    .map(|sec| sec.admin_token_sha256.clone())
+            })
+            .unwrap_or_default();
+        let mut admin_token_sha256 = [0u8; 32];
+        if let Ok(bytes) = hex::decode(&admin_hash) {
+            if bytes.len() == 32 {
+                admin_token_sha256.copy_from_slice(&bytes);
+            }
+        }
+        self.credentials = credentials;
+
+        let state = controller::AppState {
+            store: store.clone(),
+            logs: Arc::new(DriverLogs(driver)),
+            admin_token_sha256,
+        };
+        let (api_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let api_task = tokio::spawn(controller::serve(
+            listener,
+            tls,
+            controller::app(state),
+            async {
+                let _ = stop_rx.await;
+            },
+        ));
+        self.stops.push(api_stop);
+        self.tasks.push(api_task);
+
+        // This manager's addresses, in its node record (retried in the
+        // background: a write needs the group's quorum).
+        let node_id = identity.node_id.clone();
+        let status = api::ManagerStatus {
+            leader: false,
+            reachability: "reachable".into(),
+            addr: rpc_adv.to_string(),
+            api_addr: api_adv.to_string(),
+        };
+        self.chores
+            .push(tokio::spawn(record_manager_status(store, node_id, status)));
+        Ok(())
+    }
+}
+
+/// Logs each change of the managers' leader as this manager sees it (the
+/// store does not log it, and openraft's own log is off by default).
+async fn log_leader_changes(store: store::Store) {
+    let mut last: Option<(u64, String)> = None;
+    loop {
+        let now = store.leader();
+        if now != last {
+            match &now {
+                Some((_, addr)) => tracing::info!(leader = %addr, "the managers have a leader"),
+                None => tracing::warn!(
+                    "no leader: the managers are electing one, or this manager lost contact with a majority"
+                ),
+            }
+            last = now;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Writes `status` into the node's record unless it is there already.
+async fn record_manager_status(store: store::Store, node_id: String, status: api::ManagerStatus) {
+    for _ in 0..120 {
+        let node = store.view(|s| s.node(&node_id).cloned());
+        let Some(mut node) = node else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        };
+        if node.manager_status.as_ref() == Some(&status) {
+            return;
+        }
+        node.manager_status = Some(status.clone());
+        match store.update(vec![Op::Update(node.into())]).await {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "recording this manager's addresses; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
     }
-    let token = format!("berth-admin-{}", hex::encode(rand::random::<[u8; 32]>()));
-    controller::tls::write_private(
-        &hash_path,
-        hex::encode(controller::auth::token_hash(&token)).as_bytes(),
-    )
-    .with_context(|| format!("writing {}", hash_path.display()))?;
-    let creds = Credentials {
-        host,
-        managers: Vec::new(),
-        token,
-        ca_pem: ca_pem.to_string(),
+    tracing::warn!("could not record this manager's addresses in its node record");
+}
+
+/// The admin credential. The store keeps only the token's hash, shared by
+/// every manager. The manager that founded the cluster (or resumes it) keeps
+/// the token in the credentials file when it matches the hash, and otherwise
+/// makes a new one (whoever can start the founding manager is its admin).
+/// Any manager adds its API address and certificate to a credentials file
+/// that holds the cluster's token, so the CLI can reach every manager.
+async fn admin_credentials(
+    store: &store::Store,
+    file: Option<&Path>,
+    founder: bool,
+    host: String,
+    cert_pem: &str,
+) -> anyhow::Result<Option<Credentials>> {
+    let known = store
+        .view(|s| {
+            s.cluster()
+                .and_then(|c| c.security.as_ref())
+                .map(|sec| sec.admin_token_sha256.clone())
+        })
+        .unwrap_or_default();
+    let existing = file.and_then(|f| Credentials::load(f).ok());
+    let matches = |c: &Credentials| {
+        !known.is_empty() && hex::encode(controller::auth::token_hash(&c.token)) == known
     };
-    if let Some(file) = file {
-        creds.save(file)?;
+    match existing {
+        Some(mut creds) if matches(&creds) => {
+            if founder {
+                // The founder is the CLI's first choice.
+                if creds.host != host {
+                    let old = std::mem::replace(&mut creds.host, host.clone());
+                    if !creds.managers.contains(&old) {
+                        creds.managers.push(old);
+                    }
+                }
+            } else if creds.host != host && !creds.managers.contains(&host) {
+                creds.managers.push(host.clone());
+            }
+            creds.managers.retain(|m| m != &creds.host);
+            if !creds.ca_pem.contains(cert_pem.trim()) {
+                creds.ca_pem = format!("{}\n{}", creds.ca_pem.trim_end(), cert_pem);
+            }
+            if let Some(f) = file {
+                creds.save(f)?;
+            }
+            Ok(Some(creds))
+        }
+        _ if founder => {
+            let token = format!("berth-admin-{}", hex::encode(rand::random::<[u8; 32]>()));
+            let hash = hex::encode(controller::auth::token_hash(&token));
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let cluster = store.view(|s| s.cluster().cloned());
+                let Some(mut cluster) = cluster else {
+                    bail!("the store holds no cluster");
+                };
+                if let Some(sec) = cluster.security.as_mut() {
+                    sec.admin_token_sha256 = hash.clone();
+                }
+                match store.update(vec![Op::Update(cluster.into())]).await {
+                    Ok(_) => break,
+                    Err(e) if attempts < 20 => {
+                        tracing::debug!(error = %e, "recording the admin token's hash; retrying");
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                    Err(e) => return Err(e).context("recording the admin token's hash"),
+                }
+            }
+            let creds = Credentials {
+                host,
+                managers: Vec::new(),
+                token,
+                ca_pem: cert_pem.to_string(),
+            };
+            if let Some(f) = file {
+                creds.save(f)?;
+            }
+            Ok(Some(creds))
+        }
+        _ => Ok(None),
     }
-    Ok(creds)
 }

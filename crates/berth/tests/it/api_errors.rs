@@ -8,8 +8,8 @@ use serde_json::json;
 async fn post_raw(n: &TestNode, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
     let http = reqwest_client(n);
     let resp = http
-        .post(format!("https://{}{path}", n.node.credentials.host))
-        .bearer_auth(&n.node.credentials.token)
+        .post(format!("https://{}{path}", n.creds().host))
+        .bearer_auth(&n.creds().token)
         .json(&body)
         .send()
         .await
@@ -20,8 +20,7 @@ async fn post_raw(n: &TestNode, path: &str, body: serde_json::Value) -> (u16, se
 
 fn reqwest_client(n: &TestNode) -> reqwest::Client {
     let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_slice_iter(n.node.credentials.ca_pem.as_bytes())
-    {
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(n.creds().ca_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
     }
     let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
@@ -83,7 +82,7 @@ async fn bad_requests_are_refused_with_the_field_named() {
         }
     }
     assert_eq!(
-        n.node.store().view(|s| s.services().count()),
+        n.store().view(|s| s.services().count()),
         0,
         "nothing was written"
     );
@@ -128,19 +127,13 @@ async fn bad_requests_are_refused_with_the_field_named() {
         .unwrap_err();
     assert_eq!(berth::client::status_of(&err), Some(404), "{err:#}");
     let resp = reqwest_client(&n)
-        .get(format!(
-            "https://{}/api/v1/services",
-            n.node.credentials.host
-        ))
+        .get(format!("https://{}/api/v1/services", n.creds().host))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 401);
     let resp = reqwest_client(&n)
-        .get(format!(
-            "https://{}/api/v1/services",
-            n.node.credentials.host
-        ))
+        .get(format!("https://{}/api/v1/services", n.creds().host))
         .bearer_auth("berth-admin-wrong")
         .send()
         .await
@@ -149,7 +142,7 @@ async fn bad_requests_are_refused_with_the_field_named() {
 
     // The OpenAPI document is served at its stable path and lists the routes.
     let doc: serde_json::Value = reqwest_client(&n)
-        .get(format!("https://{}/openapi.json", n.node.credentials.host))
+        .get(format!("https://{}/openapi.json", n.creds().host))
         .send()
         .await
         .unwrap()

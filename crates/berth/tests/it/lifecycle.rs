@@ -154,7 +154,7 @@ async fn replicas_run_as_processes_and_follow_scale_update_and_remove() {
     })
     .await;
     wait_for(T, "the tasks to be deleted", || async {
-        n.node.store().view(|s| (s.task_count() == 0).then_some(()))
+        n.store().view(|s| (s.task_count() == 0).then_some(()))
     })
     .await;
     n.node.shutdown().await.unwrap();

@@ -126,13 +126,13 @@ async fn the_cli_client_moves_on_to_a_manager_it_can_reach() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let mut creds = n.node.credentials.clone();
+    let mut creds = n.creds().clone();
     creds.managers = vec![creds.host.clone()];
     creds.host = dead.to_string();
     let c = berth::client::Client::new(&creds).unwrap();
     let info: controller::wire::Info = c.get("/api/v1/info").await.unwrap();
     assert!(info.leader);
-    assert_eq!(c.base(), format!("https://{}", n.node.credentials.host));
+    assert_eq!(c.base(), format!("https://{}", n.creds().host));
 
     // With no manager reachable, the error names each address tried.
     creds.managers.clear();

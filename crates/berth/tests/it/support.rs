@@ -2,7 +2,7 @@
 //! and the CLI, waiting on conditions, finding a test's processes.
 
 use berth::client::Client;
-use berth::node::{Node, NodeConfig};
+use berth::node::{Membership, Node, NodeAddrs, NodeConfig};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -79,23 +79,33 @@ impl TestNode {
         let dir = tempfile::tempdir().unwrap();
         let node = Node::start(NodeConfig {
             data_dir: dir.path().join("data"),
-            api_addr: "127.0.0.1:0".parse().unwrap(),
+            addrs: NodeAddrs::loopback("127.0.0.1:0".parse().unwrap()),
             hostname: Some("test-node".into()),
             shim: agent::ShimCommand {
                 program: berth_bin(),
                 args: vec!["shim".into()],
             },
             credentials_file: Some(dir.path().join("config/credentials.json")),
+            membership: Membership::Up,
         })
         .await
         .expect("node starts");
-        let client = Client::new(&node.credentials).unwrap();
+        let client = Client::new(node.credentials().unwrap()).unwrap();
         TestNode {
             node,
             client,
             _reaper: TaskReaper(dir.path().to_path_buf()),
             dir,
         }
+    }
+
+    /// The admin credential the node wrote.
+    pub fn creds(&self) -> &berth::credentials::Credentials {
+        self.node.credentials().unwrap()
+    }
+
+    pub fn store(&self) -> &store::Store {
+        self.node.store().unwrap()
     }
 
     pub fn config_dir(&self) -> PathBuf {

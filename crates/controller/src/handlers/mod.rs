@@ -1,5 +1,6 @@
 //! Request handlers, one file per resource, mirroring the URLs.
 
+pub mod cluster;
 pub mod info;
 pub mod nodes;
 pub mod services;

@@ -12,7 +12,36 @@ use serde::Deserialize;
 
 #[utoipa::path(get, path = "/api/v1/nodes", responses((status = 200, body = Vec<api::Node>)), security(("bearer" = [])))]
 pub async fn list(State(app): State<AppState>) -> Json<Vec<Node>> {
-    Json(app.store.view(|s| s.nodes().cloned().collect()))
+    let mut nodes: Vec<Node> = app.store.view(|s| s.nodes().cloned().collect());
+    let members = app.store.members();
+    for n in &mut nodes {
+        with_manager_status(n, &members);
+    }
+    Json(nodes)
+}
+
+/// Fills a manager's status from this manager's view of the Raft group:
+/// leader, and reachability (from this manager; on a follower, what it last
+/// heard). A node that is a member of the group shows as a manager even
+/// before its record says so.
+fn with_manager_status(n: &mut Node, members: &[store::ManagerInfo]) {
+    let raft_id = store::raft_id(&n.meta.id);
+    let Some(m) = members.iter().find(|m| m.raft_id == raft_id) else {
+        if members.len() > 1 || n.spec.role != NodeRole::Manager {
+            n.manager_status = None;
+        }
+        return;
+    };
+    let recorded = n.manager_status.take().unwrap_or_default();
+    n.manager_status = Some(api::ManagerStatus {
+        leader: m.leader,
+        reachability: match m.reachable {
+            Some(false) => "unreachable".into(),
+            _ => "reachable".into(),
+        },
+        addr: m.addr.clone(),
+        api_addr: recorded.api_addr,
+    });
 }
 
 #[utoipa::path(get, path = "/api/v1/nodes/{id}", params(("id" = String, Path, description = "node id, unique id prefix or hostname")),
@@ -21,7 +50,9 @@ pub async fn inspect(
     State(app): State<AppState>,
     Path(key): Path<String>,
 ) -> Result<Json<Node>, ApiError> {
-    app.store.view(|s| resolve(s, &key).cloned()).map(Json)
+    let mut node = app.store.view(|s| resolve(s, &key).cloned())?;
+    with_manager_status(&mut node, &app.store.members());
+    Ok(Json(node))
 }
 
 #[utoipa::path(post, path = "/api/v1/nodes/{id}/update", params(("id" = String, Path, description = "node id, unique id prefix or hostname")),

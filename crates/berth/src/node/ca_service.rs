@@ -1,0 +1,246 @@
+//! The managers' certificate authority and membership RPCs (`node.proto`):
+//! a joining node shows its token and a CSR and gets its node id and
+//! certificate; a node renews its certificate (with the role the cluster now
+//! gives it); a new manager asks to be added to the Raft group.
+//!
+//! The CA's key lives in the store (the `Cluster` object's security), so any
+//! manager can sign. The node record is written before the certificate is
+//! returned: a certificate whose node is not in the store is refused at the
+//! handshake, so a node removed from the cluster cannot come back with it.
+
+use api::rpc::node::membership_server::{Membership, MembershipServer};
+use api::rpc::node::node_ca_server::{NodeCa, NodeCaServer};
+use api::rpc::node::{
+    GetRootCaRequest, GetRootCaResponse, IssueNodeCertificateRequest, JoinManagersRequest,
+    JoinManagersResponse, NodeCertificate, RenewNodeCertificateRequest,
+};
+use api::rpc::PeerRole;
+use api::{ClusterSecurity, Node, NodeRole, NodeState, Op};
+use std::str::FromStr;
+use std::time::SystemTime;
+use store::Store;
+use tonic::{Request, Response, Status};
+
+#[derive(Clone)]
+pub struct CaService {
+    store: Store,
+}
+
+impl CaService {
+    pub fn new(store: Store) -> CaService {
+        CaService { store }
+    }
+
+    pub fn node_ca(&self) -> NodeCaServer<CaService> {
+        NodeCaServer::new(self.clone())
+    }
+
+    pub fn membership(&self) -> MembershipServer<CaService> {
+        MembershipServer::new(self.clone())
+    }
+
+    fn security(&self) -> Result<ClusterSecurity, Status> {
+        self.store
+            .view(|s| s.cluster().and_then(|c| c.security.clone()))
+            .ok_or_else(|| {
+                Status::unavailable("this manager has not caught up with the cluster yet")
+            })
+    }
+
+    fn sign(
+        &self,
+        sec: &ClusterSecurity,
+        csr_pem: &str,
+        node_id: &str,
+        role: NodeRole,
+    ) -> Result<NodeCertificate, Status> {
+        let root = ca::RootCa::from_stored(&ca::StoredRootCa {
+            cert_pem: sec.root_ca.cert_pem.clone(),
+            key_pem: sec.root_ca.key_pem.clone(),
+        })
+        .map_err(|e| {
+            tracing::error!(error = %e, "the cluster root CA in the store is unusable");
+            Status::internal("the cluster root CA is unusable")
+        })?;
+        let peer_role = match role {
+            NodeRole::Manager => PeerRole::Manager,
+            NodeRole::Worker => PeerRole::Worker,
+        };
+        let cert_pem = root
+            .issue_node_certificate(
+                csr_pem,
+                node_id,
+                peer_role,
+                &sec.cluster_id,
+                ca::renewal::DEFAULT_NODE_CERT_VALIDITY,
+                SystemTime::now(),
+            )
+            .map_err(|e| Status::invalid_argument(format!("certificate request refused: {e}")))?;
+        Ok(NodeCertificate {
+            node_id: node_id.to_string(),
+            role: role_name(role).to_string(),
+            cluster_id: sec.cluster_id.clone(),
+            cert_pem,
+            trust_pem: sec.root_ca.cert_pem.clone(),
+            managers: manager_addrs(&self.store),
+            gossip_keys: sec.gossip_keys.clone(),
+        })
+    }
+}
+
+fn role_name(role: NodeRole) -> &'static str {
+    match role {
+        NodeRole::Manager => "manager",
+        NodeRole::Worker => "worker",
+    }
+}
+
+/// The cluster RPC addresses of the managers, the leader first.
+pub fn manager_addrs(store: &Store) -> Vec<String> {
+    let mut members = store.members();
+    members.sort_by_key(|m| !m.leader);
+    members.into_iter().map(|m| m.addr).collect()
+}
+
+fn unavailable(e: store::StoreError) -> Status {
+    match e {
+        store::StoreError::Apply(e) => Status::aborted(e.to_string()),
+        e => Status::unavailable(e.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl NodeCa for CaService {
+    async fn get_root_ca(
+        &self,
+        _request: Request<GetRootCaRequest>,
+    ) -> Result<Response<GetRootCaResponse>, Status> {
+        let sec = self.security()?;
+        Ok(Response::new(GetRootCaResponse {
+            trust_pem: sec.root_ca.cert_pem,
+        }))
+    }
+
+    async fn issue_node_certificate(
+        &self,
+        request: Request<IssueNodeCertificateRequest>,
+    ) -> Result<Response<NodeCertificate>, Status> {
+        let remote = request.remote_addr().or_else(|| {
+            request
+                .extensions()
+                .get::<api::rpc::PeerInfo>()
+                .and_then(|p| p.remote_addr)
+        });
+        let req = request.into_inner();
+        let sec = self.security()?;
+        // Never echo the token: a typo'd secret is still most of a secret.
+        let shown = ca::JoinToken::from_str(req.token.trim())
+            .map_err(|e| Status::invalid_argument(format!("the join token is malformed: {e}")))?;
+        let matches =
+            |stored: &str| ca::JoinToken::from_str(stored).is_ok_and(|t| t.secret_matches(&shown));
+        let role = if matches(&sec.join_tokens.manager) {
+            NodeRole::Manager
+        } else if matches(&sec.join_tokens.worker) {
+            NodeRole::Worker
+        } else {
+            tracing::warn!(from = ?remote, "join refused: the token is not this cluster's (or was rotated)");
+            return Err(Status::permission_denied(
+                "invalid join token: it is not this cluster's, or it was rotated",
+            ));
+        };
+        let hostname = if req.hostname.is_empty() {
+            "unknown".to_string()
+        } else {
+            req.hostname.clone()
+        };
+        let node_id = api::new_id();
+        let ip = req
+            .rpc_addr
+            .rsplit_once(':')
+            .map(|(h, _)| h.to_string())
+            .or_else(|| remote.map(|r| r.ip().to_string()))
+            .unwrap_or_default();
+        let node = Node {
+            meta: api::Meta::new(node_id.clone()),
+            spec: api::NodeSpec {
+                role,
+                ..api::NodeSpec::default()
+            },
+            description: api::NodeDescription {
+                hostname,
+                ..api::NodeDescription::default()
+            },
+            status: api::NodeStatus {
+                state: NodeState::Unknown,
+                message: "joined, waiting for its agent".into(),
+                addr: ip,
+            },
+            manager_status: None,
+        };
+        // Sign first (a bad CSR writes nothing), then record the node, then
+        // answer: a certificate is only ever handed out for a recorded node.
+        let cert = self.sign(&sec, &req.csr_pem, &node_id, role)?;
+        self.store
+            .update(vec![Op::Create(node.into())])
+            .await
+            .map_err(unavailable)?;
+        tracing::info!(node = %node_id, role = role_name(role), from = ?remote, "node joined");
+        Ok(Response::new(cert))
+    }
+
+    async fn renew_node_certificate(
+        &self,
+        request: Request<RenewNodeCertificateRequest>,
+    ) -> Result<Response<NodeCertificate>, Status> {
+        let caller = ca::check_peer(&request, None)?.node_id.clone();
+        let req = request.into_inner();
+        let sec = self.security()?;
+        let role = self
+            .store
+            .view(|s| s.node(&caller).map(|n| n.spec.role))
+            .ok_or_else(|| {
+                Status::permission_denied(format!("node {caller} was removed from the cluster"))
+            })?;
+        let cert = self.sign(&sec, &req.csr_pem, &caller, role)?;
+        Ok(Response::new(cert))
+    }
+}
+
+#[tonic::async_trait]
+impl Membership for CaService {
+    async fn join_managers(
+        &self,
+        request: Request<JoinManagersRequest>,
+    ) -> Result<Response<JoinManagersResponse>, Status> {
+        let caller = ca::check_peer(&request, Some(PeerRole::Manager))?
+            .node_id
+            .clone();
+        let req = request.into_inner();
+        let is_manager = self
+            .store
+            .view(|s| s.node(&caller).map(|n| n.spec.role == NodeRole::Manager));
+        match is_manager {
+            Some(true) => {}
+            Some(false) => {
+                return Err(Status::permission_denied(format!(
+                    "node {caller} is not a manager of the cluster (any more)"
+                )))
+            }
+            None => {
+                return Err(Status::permission_denied(format!(
+                    "node {caller} was removed"
+                )))
+            }
+        }
+        if req.rpc_addr.is_empty() {
+            return Err(Status::invalid_argument("rpc_addr is empty"));
+        }
+        let raft_id = store::raft_id(&caller);
+        self.store
+            .add_manager(raft_id, &req.rpc_addr)
+            .await
+            .map_err(unavailable)?;
+        tracing::info!(node = %caller, addr = %req.rpc_addr, "manager added to the Raft group");
+        Ok(Response::new(JoinManagersResponse { raft_id }))
+    }
+}

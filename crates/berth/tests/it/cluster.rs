@@ -1,0 +1,344 @@
+//! A cluster of real processes on 127.x.y.z, formed as on separate machines
+//! with `berth init` and `berth join`: 3 managers and 2 workers; kill -9 of
+//! the leader (a new leader, writes accepted, nothing acknowledged lost); a
+//! worker killed (its tasks run elsewhere); a removed node's certificate
+//! refused; a worker's certificate refused by a manager-only RPC.
+
+use crate::support::*;
+use api::{Node, NodeState, Task, TaskState};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(60);
+
+/// One node's process; killed (not stopped) when dropped, so a failing test
+/// leaves nothing behind (the reaper kills the tasks).
+struct Proc {
+    name: String,
+    child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Cluster {
+    dir: PathBuf,
+    config: PathBuf,
+    /// 127.N.0.0/16 of this test run, so runs never share addresses.
+    net: u8,
+    procs: Vec<Proc>,
+    _reaper: TaskReaper,
+}
+
+impl Cluster {
+    fn new(dir: &Path) -> Cluster {
+        Cluster {
+            dir: dir.to_path_buf(),
+            config: dir.join("config"),
+            net: 100 + (std::process::id() % 150) as u8,
+            procs: Vec::new(),
+            _reaper: TaskReaper(dir.to_path_buf()),
+        }
+    }
+
+    fn ip(&self, host: u8) -> String {
+        format!("127.{}.0.{host}", self.net)
+    }
+
+    fn spawn(&mut self, name: &str, args: &[&str]) {
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
+        let child = Command::new(berth_bin())
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.dir.join(name))
+            .args(["--hostname", name, "--log", "info"])
+            .env("BERTH_CONFIG_DIR", &self.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.procs.push(Proc {
+            name: name.into(),
+            child,
+        });
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    fn kill_9(&mut self, name: &str) {
+        let i = self.procs.iter().position(|p| p.name == name).unwrap();
+        let mut p = self.procs.remove(i);
+        p.child.kill().unwrap();
+        p.child.wait().unwrap();
+    }
+
+    async fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        cli_async(&self.config, args).await
+    }
+
+    async fn nodes(&self) -> Vec<Node> {
+        let (ok, out, _) = self.cli(&["node", "ls", "--format", "json"]).await;
+        if !ok {
+            return Vec::new();
+        }
+        serde_json::from_str(&out).unwrap_or_default()
+    }
+
+    async fn wait_ready(&self, n: usize) {
+        let what = format!("{n} ready nodes");
+        wait_for(T, &what, || async {
+            let nodes = self.nodes().await;
+            (nodes
+                .iter()
+                .filter(|n| n.status.state == NodeState::Ready)
+                .count()
+                >= n)
+                .then_some(())
+        })
+        .await;
+    }
+
+    async fn running(&self, service: &str) -> Vec<Task> {
+        let (ok, out, _) = self
+            .cli(&["service", "ps", service, "--format", "json"])
+            .await;
+        if !ok {
+            return Vec::new();
+        }
+        let tasks: Vec<Task> = serde_json::from_str(&out).unwrap_or_default();
+        tasks
+            .into_iter()
+            .filter(|t| {
+                t.desired_state == TaskState::Running && t.status.state == TaskState::Running
+            })
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Print every node's log tail when a test fails: the only witness.
+        if std::thread::panicking() {
+            for p in &self.procs {
+                let log = self.log(&p.name);
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                eprintln!("--- {} (last lines)", p.name);
+                for l in tail.into_iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_managers_and_two_workers_survive_losing_the_leader_and_a_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::new(dir.path());
+    let m1 = c.ip(11);
+    c.spawn("m1", &["init", "--advertise-addr", &m1]);
+    c.wait_ready(1).await;
+    let (ok, manager_token, err) = c.cli(&["join-token", "--quiet", "manager"]).await;
+    assert!(ok, "{err}");
+    let (ok, worker_token, err) = c.cli(&["join-token", "--quiet", "worker"]).await;
+    assert!(ok, "{err}");
+    assert_ne!(manager_token.trim(), worker_token.trim());
+    let join = format!("{m1}:7377");
+
+    // A wrong token is refused with a clear message, and nothing joins.
+    let bad = format!("{}x", &worker_token.trim()[..worker_token.trim().len() - 1]);
+    let out = Command::new(berth_bin())
+        .args(["join", "--token", &bad, "--advertise-addr", &c.ip(29)])
+        .arg("--data-dir")
+        .arg(dir.path().join("bad"))
+        .arg(&join)
+        .env("BERTH_CONFIG_DIR", &c.config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid join token"), "{err}");
+
+    for (i, name) in ["m2", "m3"].iter().enumerate() {
+        let ip = c.ip(12 + i as u8);
+        c.spawn(
+            name,
+            &[
+                "join",
+                "--token",
+                manager_token.trim(),
+                "--advertise-addr",
+                &ip,
+                &join,
+            ],
+        );
+        c.wait_ready(2 + i).await;
+    }
+    for (i, name) in ["w1", "w2"].iter().enumerate() {
+        let ip = c.ip(21 + i as u8);
+        c.spawn(
+            name,
+            &[
+                "join",
+                "--token",
+                worker_token.trim(),
+                "--advertise-addr",
+                &ip,
+                &join,
+            ],
+        );
+    }
+    c.wait_ready(5).await;
+    let nodes = c.nodes().await;
+    let managers: Vec<&Node> = nodes
+        .iter()
+        .filter(|n| n.manager_status.is_some())
+        .collect();
+    assert_eq!(managers.len(), 3, "{nodes:#?}");
+    let leaders: Vec<&Node> = managers
+        .iter()
+        .copied()
+        .filter(|n| n.manager_status.as_ref().is_some_and(|m| m.leader))
+        .collect();
+    assert_eq!(leaders.len(), 1, "{nodes:#?}");
+    let leader = leaders[0].description.hostname.clone();
+
+    // A worker's certificate cannot call a manager-only RPC (Raft).
+    let w2: berth::node::Identity =
+        serde_json::from_slice(&std::fs::read(dir.path().join("w2/node/identity.json")).unwrap())
+            .unwrap();
+    let tls = ca::client_config(
+        Some(&w2.tls_identity().unwrap()),
+        &w2.trust().unwrap(),
+        ca::ExpectedPeer::manager(&w2.cluster_id),
+    )
+    .unwrap();
+    let channel = api::rpc::Connector::channel(&ca::MtlsConnector::new(tls), &join).unwrap();
+    let err = api::rpc::raft::raft_client::RaftClient::new(channel)
+        .ping(api::rpc::raft::PingRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+
+    // Tasks spread over the five nodes.
+    let secs = unique_sleep(70);
+    let (ok, _, err) = c
+        .cli(&[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "6",
+            "-d",
+            "--",
+            "sleep",
+            &secs,
+        ])
+        .await;
+    assert!(ok, "{err}");
+    wait_for(T, "6 tasks running", || async {
+        (c.running("web").await.len() == 6).then_some(())
+    })
+    .await;
+
+    // Writes acknowledged before the leader dies must all survive it.
+    let mut acknowledged = Vec::new();
+    for i in 0..5 {
+        let name = format!("ack{i}");
+        let (ok, _, err) = c
+            .cli(&[
+                "service",
+                "create",
+                "--name",
+                &name,
+                "--replicas",
+                "0",
+                "-d",
+                "--",
+                "true",
+            ])
+            .await;
+        assert!(ok, "{err}");
+        acknowledged.push(name);
+    }
+
+    c.kill_9(&leader);
+    let killed = Instant::now();
+    let failover = wait_for(T, "a write accepted after the leader died", || async {
+        let (ok, _, _) = c.cli(&["service", "scale", "-d", "web=5"]).await;
+        ok.then(|| killed.elapsed())
+    })
+    .await;
+    eprintln!("leader killed → first write accepted through another manager: {failover:?}");
+    let (ok, out, err) = c.cli(&["service", "ls"]).await;
+    assert!(ok, "{err}");
+    for name in &acknowledged {
+        assert!(
+            out.contains(name.as_str()),
+            "{name} lost after the failover:\n{out}"
+        );
+    }
+    let nodes = c.nodes().await;
+    let new_leader = nodes
+        .iter()
+        .find(|n| n.manager_status.as_ref().is_some_and(|m| m.leader))
+        .expect("a new leader");
+    assert_ne!(new_leader.description.hostname, leader);
+
+    // A worker dies: once it is marked down, its tasks run elsewhere.
+    c.kill_9("w1");
+    wait_for(
+        Duration::from_secs(90),
+        "w1's tasks running elsewhere",
+        || async {
+            let nodes = c.nodes().await;
+            let w1 = nodes.iter().find(|n| n.description.hostname == "w1")?;
+            let w1_id = w1.meta.id.clone();
+            let running = c.running("web").await;
+            (w1.status.state == NodeState::Down
+                && running.len() == 5
+                && running
+                    .iter()
+                    .all(|t| t.node_id.as_deref() != Some(w1_id.as_str())))
+            .then_some(())
+        },
+    )
+    .await;
+
+    // Removed, w1 cannot come back with its certificate.
+    let (ok, _, err) = c.cli(&["node", "rm", "w1"]).await;
+    assert!(ok, "{err}");
+    let w1_ip = c.ip(21);
+    c.spawn(
+        "w1",
+        &[
+            "join",
+            "--token",
+            worker_token.trim(),
+            "--advertise-addr",
+            &w1_ip,
+            &join,
+        ],
+    );
+    let refused = wait_for(T, "w1's restart to be refused", || async {
+        let log = c.log("w1");
+        (log.contains("certificate") || log.contains("not a member") || log.contains("removed"))
+            .then_some(log)
+    })
+    .await;
+    let nodes = c.nodes().await;
+    assert!(
+        nodes.iter().all(|n| n.description.hostname != "w1"),
+        "the removed node came back: {nodes:#?}\n{refused}"
+    );
+    let _ = c.cli(&["service", "rm", "web"]).await;
+}
