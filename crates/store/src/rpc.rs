@@ -139,6 +139,12 @@ impl Raft for RaftService {
             // Proposed nothing: the follower may retry at the next leader.
             return answer(Outcome::NotLeader(not_leader(None)));
         };
+        if !inner.core.is_leader() {
+            // Said at once rather than after the writes queued here: this
+            // manager's own writes may be waiting for a leader to appear.
+            let hint = inner.core.metrics.borrow().current_leader;
+            return answer(Outcome::NotLeader(not_leader(hint)));
+        }
         let batches: Vec<api::Batch> = decode(&request.get_ref().batches, "the batches")?;
         let timeout = inner.core.config.write_timeout;
         let (tx, rx) = oneshot::channel();
