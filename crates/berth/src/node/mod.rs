@@ -259,7 +259,10 @@ impl Node {
                 if let Some(m) = manager {
                     m.shutdown().await;
                 }
-                return Err(e).context("starting the agent");
+                return Err(e).context(
+                    "starting the agent (no manager accepted this node: if it was removed from \
+                     the cluster, its certificate is refused; empty its data dir and join again)",
+                );
             }
         };
         let manager = match manager {
