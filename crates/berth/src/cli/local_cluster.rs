@@ -33,7 +33,7 @@ pub async fn run(c: LocalCluster) -> anyhow::Result<ExitCode> {
     if c.managers > 9 || c.workers > 9 {
         bail!("at most 9 managers and 9 workers on one machine");
     }
-    if c.managers % 2 == 0 {
+    if c.managers & 1 == 0 {
         super::say_err(&format!(
             "warning: {} managers tolerate no more failures than {}: use an odd number",
             c.managers,

@@ -352,3 +352,109 @@ async fn three_managers_and_two_workers_survive_losing_the_leader_and_a_worker()
     );
     let _ = c.cli(&["service", "rm", "web"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_quorum_refuses_writes_fast_and_force_new_cluster_recovers_the_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::new(dir.path());
+    // Another /16 than the other test of this process.
+    c.net = c.net.wrapping_add(1);
+    let m1 = c.ip(11);
+    c.spawn("m1", &["init", "--advertise-addr", &m1]);
+    c.wait_ready(1).await;
+    let (ok, token, err) = c.cli(&["join-token", "--quiet", "manager"]).await;
+    assert!(ok, "{err}");
+    let join = format!("{m1}:7377");
+    for (i, name) in ["m2", "m3"].iter().enumerate() {
+        let ip = c.ip(12 + i as u8);
+        c.spawn(
+            name,
+            &[
+                "join",
+                "--token",
+                token.trim(),
+                "--advertise-addr",
+                &ip,
+                &join,
+            ],
+        );
+        c.wait_ready(2 + i).await;
+    }
+    let (ok, _, err) = c
+        .cli(&[
+            "service",
+            "create",
+            "--name",
+            "kept",
+            "--replicas",
+            "0",
+            "-d",
+            "--",
+            "true",
+        ])
+        .await;
+    assert!(ok, "{err}");
+
+    // Two of three managers gone: a write is refused quickly, naming the
+    // cause, and reads of the local copy still answer.
+    c.kill_9("m2");
+    c.kill_9("m3");
+    let refused = wait_for(T, "a write refused for lost quorum", || async {
+        let started = Instant::now();
+        let (ok, _, err) = c
+            .cli(&[
+                "service",
+                "create",
+                "--name",
+                "lost",
+                "--replicas",
+                "0",
+                "-d",
+                "--",
+                "true",
+            ])
+            .await;
+        (!ok && err.contains("quorum")).then(|| (started.elapsed(), err))
+    })
+    .await;
+    assert!(
+        refused.0 < Duration::from_secs(5),
+        "took {:?}: {}",
+        refused.0,
+        refused.1
+    );
+    eprintln!("write refused after {:?}: {}", refused.0, refused.1.trim());
+    let (ok, out, err) = c.cli(&["service", "ls"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("kept"), "{out}");
+
+    // The survivor restarts alone with everything it had.
+    c.kill_9("m1");
+    c.spawn(
+        "m1",
+        &["init", "--force-new-cluster", "--advertise-addr", &m1],
+    );
+    wait_for(T, "a write accepted after --force-new-cluster", || async {
+        let (ok, _, _) = c
+            .cli(&[
+                "service",
+                "create",
+                "--name",
+                "after",
+                "--replicas",
+                "0",
+                "-d",
+                "--",
+                "true",
+            ])
+            .await;
+        ok.then_some(())
+    })
+    .await;
+    let (ok, out, err) = c.cli(&["service", "ls"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("kept") && out.contains("after"), "{out}");
+    let nodes = c.nodes().await;
+    let managers = nodes.iter().filter(|n| n.manager_status.is_some()).count();
+    assert_eq!(managers, 1, "{nodes:#?}");
+}

@@ -22,14 +22,13 @@ pub async fn list(State(app): State<AppState>) -> Json<Vec<Node>> {
 
 /// Fills a manager's status from this manager's view of the Raft group:
 /// leader, and reachability (from this manager; on a follower, what it last
-/// heard). A node that is a member of the group shows as a manager even
-/// before its record says so.
+/// heard). Only members of the group have a manager status.
 fn with_manager_status(n: &mut Node, members: &[store::ManagerInfo]) {
     let raft_id = store::raft_id(&n.meta.id);
     let Some(m) = members.iter().find(|m| m.raft_id == raft_id) else {
-        if members.len() > 1 || n.spec.role != NodeRole::Manager {
-            n.manager_status = None;
-        }
+        // Not (or no longer) in the Raft group: a manager in name only, e.g.
+        // after a --force-new-cluster, until it is demoted or removed.
+        n.manager_status = None;
         return;
     };
     let recorded = n.manager_status.take().unwrap_or_default();
