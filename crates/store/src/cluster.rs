@@ -245,6 +245,14 @@ impl Store {
         self.inner.core.leader()
     }
 
+    /// The cluster RPC addresses of the managers, the leader first: where a
+    /// node should go to join or to reach the dispatcher.
+    pub fn manager_addrs(&self) -> Vec<String> {
+        let mut members = self.members();
+        members.sort_by_key(|m| !m.leader);
+        members.into_iter().map(|m| m.addr).collect()
+    }
+
     /// The members of the group (voters and learners), ordered by Raft id,
     /// with their reachability from this manager.
     pub fn members(&self) -> Vec<ManagerInfo> {

@@ -82,7 +82,7 @@ impl CaService {
             cluster_id: sec.cluster_id.clone(),
             cert_pem,
             trust_pem: sec.root_ca.cert_pem.clone(),
-            managers: manager_addrs(&self.store),
+            managers: self.store.manager_addrs(),
             gossip_keys: sec.gossip_keys.clone(),
         })
     }
@@ -93,13 +93,6 @@ fn role_name(role: NodeRole) -> &'static str {
         NodeRole::Manager => "manager",
         NodeRole::Worker => "worker",
     }
-}
-
-/// The cluster RPC addresses of the managers, the leader first.
-pub fn manager_addrs(store: &Store) -> Vec<String> {
-    let mut members = store.members();
-    members.sort_by_key(|m| !m.leader);
-    members.into_iter().map(|m| m.addr).collect()
 }
 
 fn unavailable(e: store::StoreError) -> Status {

@@ -16,12 +16,10 @@ fn tokens(app: &AppState) -> Result<JoinTokens, ApiError> {
         .ok_or_else(|| {
             ApiError::Unavailable("this manager has not caught up with the cluster yet".into())
         })?;
-    let mut members = app.store.members();
-    members.sort_by_key(|m| !m.leader);
     Ok(JoinTokens {
         worker: sec.join_tokens.worker,
         manager: sec.join_tokens.manager,
-        managers: members.into_iter().map(|m| m.addr).collect(),
+        managers: app.store.manager_addrs(),
     })
 }
 
