@@ -210,6 +210,10 @@ pub struct NodeStatus {
     /// Address the node was last seen from.
     #[serde(default)]
     pub addr: String,
+    /// Where the node's gossip listens (UDP `host:port`), as it advertised
+    /// when it joined; managers' addresses are the seeds others join through.
+    #[serde(default)]
+    pub gossip_addr: String,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -517,6 +517,7 @@ fn new_node(config: &DispatcherConfig, description: &NodeDescription, leader: bo
             state: NodeState::Ready,
             message: String::new(),
             addr: config.addr.clone(),
+            ..Default::default()
         },
         manager_status,
     }

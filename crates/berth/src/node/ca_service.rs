@@ -11,15 +11,22 @@
 use api::rpc::node::membership_server::{Membership, MembershipServer};
 use api::rpc::node::node_ca_server::{NodeCa, NodeCaServer};
 use api::rpc::node::{
-    GetRootCaRequest, GetRootCaResponse, IssueNodeCertificateRequest, JoinManagersRequest,
-    JoinManagersResponse, NodeCertificate, RenewNodeCertificateRequest,
+    ClusterInfo, GetRootCaRequest, GetRootCaResponse, IssueNodeCertificateRequest,
+    JoinManagersRequest, JoinManagersResponse, NodeCertificate, RenewNodeCertificateRequest,
+    WatchClusterRequest,
 };
 use api::rpc::PeerRole;
 use api::{ClusterSecurity, Node, NodeRole, NodeState, Op};
 use std::str::FromStr;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use store::Store;
+use tokio::sync::mpsc;
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+
+/// How often a `WatchCluster` stream looks again without a store change: the
+/// leader (first of the managers) can change without one.
+const WATCH_RECHECK: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct CaService {
@@ -84,8 +91,35 @@ impl CaService {
             trust_pem: sec.root_ca.cert_pem.clone(),
             managers: self.store.manager_addrs(),
             gossip_keys: sec.gossip_keys.clone(),
+            gossip_seeds: self.store.view(gossip_seeds),
         })
     }
+
+    /// What `node_id` must follow of the cluster now; `None` once the node
+    /// is no longer a member (or this manager has not caught up).
+    fn cluster_info(&self, node_id: &str) -> Option<ClusterInfo> {
+        let managers = self.store.manager_addrs();
+        self.store.view(|s| {
+            let sec = s.cluster()?.security.as_ref()?;
+            let node = s.node(node_id)?;
+            Some(ClusterInfo {
+                managers,
+                trust_pem: sec.root_ca.cert_pem.clone(),
+                signing_root_pem: sec.root_ca.cert_pem.clone(),
+                gossip_keys: sec.gossip_keys.clone(),
+                gossip_seeds: gossip_seeds(s),
+                role: role_name(node.spec.role).to_string(),
+            })
+        })
+    }
+}
+
+/// The gossip addresses of the managers, the seeds a node joins gossip through.
+fn gossip_seeds(s: &api::State) -> Vec<String> {
+    s.nodes()
+        .filter(|n| n.spec.role == NodeRole::Manager && !n.status.gossip_addr.is_empty())
+        .map(|n| n.status.gossip_addr.clone())
+        .collect()
 }
 
 fn role_name(role: NodeRole) -> &'static str {
@@ -167,6 +201,7 @@ impl NodeCa for CaService {
                 state: NodeState::Unknown,
                 message: "joined, waiting for its agent".into(),
                 addr: ip,
+                ..Default::default()
             },
             manager_status: None,
         };
@@ -196,6 +231,53 @@ impl NodeCa for CaService {
             })?;
         let cert = self.sign(&sec, &req.csr_pem, &caller, role)?;
         Ok(Response::new(cert))
+    }
+
+    type WatchClusterStream = ReceiverStream<Result<ClusterInfo, Status>>;
+
+    async fn watch_cluster(
+        &self,
+        request: Request<WatchClusterRequest>,
+    ) -> Result<Response<Self::WatchClusterStream>, Status> {
+        let caller = ca::check_peer(&request, None)?.node_id.clone();
+        // Subscribed before the first message is taken, so no change falls
+        // between the two.
+        let mut changes = self.store.watch();
+        let first = self.cluster_info(&caller).ok_or_else(|| {
+            Status::permission_denied(format!("node {caller} is not a member of the cluster"))
+        })?;
+        let (tx, rx) = mpsc::channel(4);
+        let service = self.clone();
+        tokio::spawn(async move {
+            let mut last = first;
+            if tx.send(Ok(last.clone())).await.is_err() {
+                return;
+            }
+            loop {
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = tokio::time::timeout(WATCH_RECHECK, changes.recv()) => {}
+                }
+                match service.cluster_info(&caller) {
+                    Some(info) if info == last => {}
+                    Some(info) => {
+                        last = info;
+                        if tx.send(Ok(last.clone())).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => {
+                        let _ = tx
+                            .send(Err(Status::permission_denied(format!(
+                                "node {caller} was removed from the cluster"
+                            ))))
+                            .await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
 

@@ -610,6 +610,7 @@ fn self_node(identity: &Identity, cfg: &NodeConfig, rpc_adv: SocketAddr) -> api:
             state: api::NodeState::Unknown,
             message: String::new(),
             addr: rpc_adv.ip().to_string(),
+            ..Default::default()
         },
         manager_status: None,
     }

@@ -9,5 +9,6 @@ mod binary;
 mod cluster;
 mod conventions;
 mod lifecycle;
+mod multiproc;
 mod nodes;
 mod support;

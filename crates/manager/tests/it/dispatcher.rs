@@ -307,6 +307,7 @@ async fn a_ready_node_that_never_reconnects_is_marked_down() {
             state: NodeState::Ready,
             message: String::new(),
             addr: "127.0.0.1".into(),
+            ..Default::default()
         },
         manager_status: None,
     };

@@ -1,0 +1,139 @@
+//! The harness of the multi-process tests: a cluster of real `berth`
+//! processes on 127.N.0.x (one /16 per test, so tests never share addresses),
+//! each node with its own data dir and log file, driven through the CLI.
+
+use crate::support::*;
+use api::{Node, NodeState, Task, TaskState};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const T: Duration = Duration::from_secs(60);
+
+/// One node's process; killed (not stopped) when dropped, so a failing test
+/// leaves nothing behind (the reaper kills the tasks).
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    /// 127.N.0.0/16 of this test run, so runs never share addresses.
+    pub net: u8,
+    pub procs: Vec<Proc>,
+    _reaper: TaskReaper,
+}
+
+impl Cluster {
+    pub fn new(dir: &Path) -> Cluster {
+        Cluster {
+            dir: dir.to_path_buf(),
+            config: dir.join("config"),
+            net: 100 + (std::process::id() % 150) as u8,
+            procs: Vec::new(),
+            _reaper: TaskReaper(dir.to_path_buf()),
+        }
+    }
+
+    pub fn ip(&self, host: u8) -> String {
+        format!("127.{}.0.{host}", self.net)
+    }
+
+    pub fn spawn(&mut self, name: &str, args: &[&str]) {
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
+        let child = Command::new(berth_bin())
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.dir.join(name))
+            .args(["--hostname", name])
+            .env("BERTH_CONFIG_DIR", &self.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.procs.push(Proc {
+            name: name.into(),
+            child,
+        });
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    pub fn kill_9(&mut self, name: &str) {
+        let i = self.procs.iter().position(|p| p.name == name).unwrap();
+        let mut p = self.procs.remove(i);
+        p.child.kill().unwrap();
+        p.child.wait().unwrap();
+    }
+
+    pub async fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        cli_async(&self.config, args).await
+    }
+
+    pub async fn nodes(&self) -> Vec<Node> {
+        let (ok, out, _) = self.cli(&["node", "ls", "--format", "json"]).await;
+        if !ok {
+            return Vec::new();
+        }
+        serde_json::from_str(&out).unwrap_or_default()
+    }
+
+    pub async fn wait_ready(&self, n: usize) {
+        let what = format!("{n} ready nodes");
+        wait_for(T, &what, || async {
+            let nodes = self.nodes().await;
+            (nodes
+                .iter()
+                .filter(|n| n.status.state == NodeState::Ready)
+                .count()
+                >= n)
+                .then_some(())
+        })
+        .await;
+    }
+
+    pub async fn running(&self, service: &str) -> Vec<Task> {
+        let (ok, out, _) = self
+            .cli(&["service", "ps", service, "--format", "json"])
+            .await;
+        if !ok {
+            return Vec::new();
+        }
+        let tasks: Vec<Task> = serde_json::from_str(&out).unwrap_or_default();
+        tasks
+            .into_iter()
+            .filter(|t| {
+                t.desired_state == TaskState::Running && t.status.state == TaskState::Running
+            })
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Print every node's log tail when a test fails: the only witness.
+        if std::thread::panicking() {
+            for p in &self.procs {
+                let log = self.log(&p.name);
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                eprintln!("--- {} (last lines)", p.name);
+                for l in tail.into_iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
+}
+
