@@ -11,6 +11,9 @@
 //! group), or resumes the identity saved in its data dir by an earlier start.
 
 mod ca_service;
+mod manager;
+
+use manager::{start_manager, ManagerParts};
 mod identity;
 
 pub use identity::{Identity, Role};
@@ -18,11 +21,11 @@ pub use identity::{Identity, Role};
 use crate::credentials::Credentials;
 use anyhow::{anyhow, bail, Context};
 use api::rpc::node::node_ca_client::NodeCaClient;
-use api::rpc::node::{GetRootCaRequest, IssueNodeCertificateRequest, JoinManagersRequest};
+use api::rpc::node::{GetRootCaRequest, IssueNodeCertificateRequest};
 use api::rpc::{Connector, PeerRole};
-use api::{CaKeys, ClusterSecurity, JoinTokens, Op};
+use api::{CaKeys, ClusterSecurity, JoinTokens};
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -93,19 +96,6 @@ pub struct NodeConfig {
     pub membership: Membership,
 }
 
-/// The parts only a manager runs.
-struct ManagerParts {
-    store: store::Store,
-    manager: manager::Manager,
-    api_addr: SocketAddr,
-    credentials: Option<Credentials>,
-    stops: Vec<tokio::sync::oneshot::Sender<()>>,
-    /// Servers, awaited at shutdown once told to stop.
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// Background chores, aborted at shutdown.
-    chores: Vec<tokio::task::JoinHandle<()>>,
-}
-
 pub struct Node {
     pub node_id: String,
     pub cluster_id: String,
@@ -117,24 +107,6 @@ pub struct Node {
     manager: Option<ManagerParts>,
     agent: agent::Agent,
     _lock: nix::fcntl::Flock<std::fs::File>,
-}
-
-/// Serves `service logs` from the driver's log files on this node.
-struct DriverLogs(Arc<dyn agent::Driver>);
-
-#[async_trait::async_trait]
-impl controller::LogSource for DriverLogs {
-    async fn task_logs(
-        &self,
-        task: &api::Task,
-        tail: Option<usize>,
-        since: Option<api::Timestamp>,
-    ) -> Result<Vec<api::dispatch::LogLine>, String> {
-        self.0
-            .logs(&task.meta.id, tail, since)
-            .await
-            .map_err(|e| e.to_string())
-    }
 }
 
 impl Node {
@@ -315,40 +287,6 @@ impl Node {
     }
 }
 
-impl ManagerParts {
-    async fn shutdown(self) {
-        let ManagerParts {
-            store,
-            manager,
-            stops,
-            tasks,
-            chores,
-            ..
-        } = self;
-        for c in &chores {
-            c.abort();
-        }
-        manager.shutdown().await;
-        for s in stops {
-            let _ = s.send(());
-        }
-        // A server stops gracefully, but a peer that never closes its
-        // connection must not hold the node up.
-        for mut t in tasks {
-            if tokio::time::timeout(SERVER_STOP_TIMEOUT, &mut t)
-                .await
-                .is_err()
-            {
-                tracing::warn!("a server did not stop within {SERVER_STOP_TIMEOUT:?}; closing it");
-                t.abort();
-            }
-        }
-        if let Err(e) = store.shutdown().await {
-            tracing::warn!(error = %e, "closing the store");
-        }
-    }
-}
-
 /// Makes a new cluster: its id, both root CAs, the join tokens, a gossip
 /// key, and this node's identity as its first manager.
 fn found_cluster(rpc_adv: &SocketAddr) -> anyhow::Result<(Identity, ClusterSecurity)> {
@@ -487,173 +425,6 @@ async fn join_cluster(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn start_manager(
-    cfg: &NodeConfig,
-    identity: &Identity,
-    founded: Option<ClusterSecurity>,
-    rpc_listener: tokio::net::TcpListener,
-    rpc_adv: SocketAddr,
-    tls_identity: &ca::NodeIdentity,
-    trust: &ca::TrustBundle,
-    connector: Arc<dyn Connector>,
-) -> anyhow::Result<ManagerParts> {
-    let data_dir = &cfg.data_dir;
-    let mut store_cfg = store::StoreConfig::new(data_dir.join("store"));
-    store_cfg.node_id = store::raft_id(&identity.node_id);
-    let force = matches!(
-        cfg.membership,
-        Membership::Init {
-            force_new_cluster: true
-        }
-    );
-    let store = if force && founded.is_none() {
-        tracing::warn!("--force-new-cluster: this manager becomes the only member of a new Raft group, keeping the cluster's state");
-        store::Store::force_new_cluster(store_cfg, connector.clone(), &rpc_adv.to_string())
-            .await
-            .context("forcing a new cluster")?
-    } else {
-        store::Store::open_member(store_cfg, connector.clone())
-            .await
-            .with_context(|| format!("opening the store in {}", data_dir.join("store").display()))?
-    };
-
-    // The cluster RPC: Raft for managers, the CA for anyone (a joining node
-    // has no certificate yet), the dispatcher for any node of the cluster.
-    let admit_store = store.clone();
-    let admit: ca::tls::Admit = Arc::new(move |peer: &api::rpc::PeerIdentity| {
-        // Until this manager has caught up it cannot tell who was removed;
-        // after, only nodes still in the cluster get in.
-        admit_store.view(|s| s.cluster().is_none() || s.node(&peer.node_id).is_some())
-    });
-    let server_tls = ca::server_config(tls_identity, trust, admit)?;
-    let ca_service = ca_service::CaService::new(store.clone());
-    let dispatcher: Arc<dyn api::dispatch::Dispatcher> = Arc::new(manager::LocalDispatcher::new(
-        store.clone(),
-        api::NodeRole::Manager,
-    ));
-    let hint_store = store.clone();
-    let dispatch_service =
-        manager::rpc::DispatcherService::new(dispatcher).with_leader_hint(move || {
-            if hint_store.is_leader() {
-                manager::rpc::LeaderHint::Leader
-            } else {
-                manager::rpc::LeaderHint::Follower {
-                    leader_addr: hint_store.leader().map(|(_, addr)| addr),
-                }
-            }
-        });
-    let mut routes = tonic::service::Routes::default();
-    routes = routes
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            store.raft_service(),
-            ca::require_role(PeerRole::Manager),
-        ))
-        .add_service(ca_service.node_ca())
-        .add_service(ca_service.membership())
-        .add_service(dispatch_service.into_server());
-    let (rpc_stop, rpc_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let rpc_task = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = rpc_stop_rx.await;
-        };
-        if let Err(e) = ca::serve(rpc_listener, server_tls, routes, shutdown).await {
-            tracing::error!(error = %e, "the cluster RPC server stopped");
-        }
-    });
-
-    if let Some(sec) = founded {
-        store
-            .initialize(&rpc_adv.to_string())
-            .await
-            .context("founding the Raft group")?;
-        let mut cluster = api::Cluster::new("berth");
-        cluster.security = Some(sec);
-        let me = self_node(identity, cfg, rpc_adv);
-        store
-            .update(vec![Op::Create(cluster.into()), Op::Create(me.into())])
-            .await
-            .context("creating the cluster")?;
-    } else if let Membership::Join { manager, .. } = &cfg.membership {
-        // A new manager (or one that restarted before it was added) asks to
-        // be added to the Raft group; adding one that is a member is a no-op.
-        if !store.view(|s| s.cluster().is_some()) {
-            ask_to_join_managers(&connector, identity, manager, &rpc_adv).await?;
-        }
-    }
-
-    let manager = manager::Manager::start(store.clone(), manager::ManagerConfig::default()).await;
-    Ok(ManagerParts {
-        store: store.clone(),
-        manager,
-        api_addr: cfg.addrs.api,
-        credentials: None,
-        stops: vec![rpc_stop],
-        tasks: vec![rpc_task],
-        chores: vec![tokio::spawn(log_leader_changes(store))],
-    })
-}
-
-/// The record of the founding manager.
-fn self_node(identity: &Identity, cfg: &NodeConfig, rpc_adv: SocketAddr) -> api::Node {
-    api::Node {
-        meta: api::Meta::new(identity.node_id.clone()),
-        spec: api::NodeSpec {
-            role: api::NodeRole::Manager,
-            ..api::NodeSpec::default()
-        },
-        description: api::NodeDescription {
-            hostname: cfg.hostname.clone().unwrap_or_else(crate::hostname),
-            ..api::NodeDescription::default()
-        },
-        status: api::NodeStatus {
-            state: api::NodeState::Unknown,
-            message: String::new(),
-            addr: rpc_adv.ip().to_string(),
-            ..Default::default()
-        },
-        manager_status: None,
-    }
-}
-
-/// Asks the managers (the one joined through first) to add this manager to
-/// the Raft group, retrying until one does or [`JOIN_TIMEOUT`] passes.
-async fn ask_to_join_managers(
-    connector: &Arc<dyn Connector>,
-    identity: &Identity,
-    first: &str,
-    rpc_adv: &SocketAddr,
-) -> anyhow::Result<()> {
-    use api::rpc::node::membership_client::MembershipClient;
-    let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
-    let mut targets = vec![first.to_string()];
-    targets.extend(identity.managers.iter().filter(|m| *m != first).cloned());
-    let mut last = String::new();
-    while tokio::time::Instant::now() < deadline {
-        for t in &targets {
-            let Ok(channel) = connector.channel(t) else {
-                continue;
-            };
-            match MembershipClient::new(channel)
-                .join_managers(JoinManagersRequest {
-                    rpc_addr: rpc_adv.to_string(),
-                })
-                .await
-            {
-                Ok(_) => {
-                    tracing::info!("added to the managers' Raft group");
-                    return Ok(());
-                }
-                Err(e) => last = format!("{t}: {}", e.message()),
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    bail!(
-        "no manager added this one to the Raft group within {JOIN_TIMEOUT:?} (last answer: {last})"
-    )
-}
-
 fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
     let path = dir.join("berth.lock");
     let file = std::fs::OpenOptions::new()
@@ -668,235 +439,5 @@ fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<nix::fcntl::Flock<std:
             bail!("another berth node is running with the data dir {} (use --data-dir to start a second one)", dir.display())
         }
         Err((_, e)) => Err(e).with_context(|| format!("locking {}", path.display())),
-    }
-}
-
-impl ManagerParts {
-    /// Serves the HTTPS API, once the store holds the cluster (a joined
-    /// manager waits until it has caught up), and writes this manager's
-    /// addresses into its node record for the CLI and `node ls`.
-    async fn serve_api(
-        &mut self,
-        cfg: &NodeConfig,
-        identity: &Identity,
-        rpc_adv: SocketAddr,
-        driver: Arc<dyn agent::Driver>,
-    ) -> anyhow::Result<()> {
-        let store = self.store.clone();
-        let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
-        let mut changes = store.watch();
-        while store
-            .view(|s| s.cluster().and_then(|c| c.security.clone()))
-            .is_none()
-        {
-            if tokio::time::Instant::now() > deadline {
-                bail!("this manager did not receive the cluster's state within {JOIN_TIMEOUT:?}");
-            }
-            let _ = tokio::time::timeout(Duration::from_millis(200), changes.recv()).await;
-        }
-        let api_dir = cfg.data_dir.join("api");
-        let hostname = cfg.hostname.clone().unwrap_or_else(crate::hostname);
-        let mut names = vec![
-            "localhost".to_string(),
-            "127.0.0.1".into(),
-            "::1".into(),
-            hostname,
-            cfg.addrs.advertise.to_string(),
-        ];
-        if !cfg.addrs.api.ip().is_unspecified() {
-            names.push(cfg.addrs.api.ip().to_string());
-        }
-        let tls_files = controller::tls::load_or_create(&api_dir, &names)?;
-        let tls = controller::tls::server_config(&tls_files)?;
-        let listener = tokio::net::TcpListener::bind(cfg.addrs.api)
-            .await
-            .with_context(|| format!("listening for the API on {}", cfg.addrs.api))?;
-        let bound = listener.local_addr()?;
-        let host_ip = if bound.ip().is_unspecified() {
-            cfg.addrs.advertise
-        } else {
-            bound.ip()
-        };
-        let api_adv = SocketAddr::new(host_ip, bound.port());
-        self.api_addr = bound;
-
-        let founder = matches!(cfg.membership, Membership::Up | Membership::Init { .. });
-        let credentials = admin_credentials(
-            &store,
-            cfg.credentials_file.as_deref(),
-            founder,
-            api_adv.to_string(),
-            &tls_files.cert_pem,
-        )
-        .await?;
-        let admin_hash = store
-            .view(|s| {
-                s.cluster()
-                    .and_then(|c| c.security.as_ref())
-                    .map(|sec| sec.admin_token_sha256.clone())
-            })
-            .unwrap_or_default();
-        let mut admin_token_sha256 = [0u8; 32];
-        if let Ok(bytes) = hex::decode(&admin_hash) {
-            if bytes.len() == 32 {
-                admin_token_sha256.copy_from_slice(&bytes);
-            }
-        }
-        self.credentials = credentials;
-
-        let state = controller::AppState {
-            store: store.clone(),
-            logs: Arc::new(DriverLogs(driver)),
-            admin_token_sha256,
-        };
-        let (api_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let api_task = tokio::spawn(controller::serve(
-            listener,
-            tls,
-            controller::app(state),
-            async {
-                let _ = stop_rx.await;
-            },
-        ));
-        self.stops.push(api_stop);
-        self.tasks.push(api_task);
-
-        // This manager's addresses, in its node record (retried in the
-        // background: a write needs the group's quorum).
-        let node_id = identity.node_id.clone();
-        let status = api::ManagerStatus {
-            leader: false,
-            reachability: "reachable".into(),
-            addr: rpc_adv.to_string(),
-            api_addr: api_adv.to_string(),
-        };
-        self.chores
-            .push(tokio::spawn(record_manager_status(store, node_id, status)));
-        Ok(())
-    }
-}
-
-/// Logs each change of the managers' leader as this manager sees it (the
-/// store does not log it, and openraft's own log is off by default).
-async fn log_leader_changes(store: store::Store) {
-    let mut last: Option<(u64, String)> = None;
-    loop {
-        let now = store.leader();
-        if now != last {
-            match &now {
-                Some((_, addr)) => tracing::info!(leader = %addr, "the managers have a leader"),
-                None => tracing::warn!(
-                    "no leader: the managers are electing one, or this manager lost contact with a majority"
-                ),
-            }
-            last = now;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// Writes `status` into the node's record unless it is there already.
-async fn record_manager_status(store: store::Store, node_id: String, status: api::ManagerStatus) {
-    for _ in 0..120 {
-        let node = store.view(|s| s.node(&node_id).cloned());
-        let Some(mut node) = node else {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            continue;
-        };
-        if node.manager_status.as_ref() == Some(&status) {
-            return;
-        }
-        node.manager_status = Some(status.clone());
-        match store.update(vec![Op::Update(node.into())]).await {
-            Ok(_) => return,
-            Err(e) => {
-                tracing::debug!(error = %e, "recording this manager's addresses; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
-    tracing::warn!("could not record this manager's addresses in its node record");
-}
-
-/// The admin credential. The store keeps only the token's hash, shared by
-/// every manager. The manager that founded the cluster (or resumes it) keeps
-/// the token in the credentials file when it matches the hash, and otherwise
-/// makes a new one (whoever can start the founding manager is its admin).
-/// Any manager adds its API address and certificate to a credentials file
-/// that holds the cluster's token, so the CLI can reach every manager.
-async fn admin_credentials(
-    store: &store::Store,
-    file: Option<&Path>,
-    founder: bool,
-    host: String,
-    cert_pem: &str,
-) -> anyhow::Result<Option<Credentials>> {
-    let known = store
-        .view(|s| {
-            s.cluster()
-                .and_then(|c| c.security.as_ref())
-                .map(|sec| sec.admin_token_sha256.clone())
-        })
-        .unwrap_or_default();
-    let existing = file.and_then(|f| Credentials::load(f).ok());
-    let matches = |c: &Credentials| {
-        !known.is_empty() && hex::encode(controller::auth::token_hash(&c.token)) == known
-    };
-    match existing {
-        Some(mut creds) if matches(&creds) => {
-            if founder {
-                // The founder is the CLI's first choice.
-                if creds.host != host {
-                    let old = std::mem::replace(&mut creds.host, host.clone());
-                    if !creds.managers.contains(&old) {
-                        creds.managers.push(old);
-                    }
-                }
-            } else if creds.host != host && !creds.managers.contains(&host) {
-                creds.managers.push(host.clone());
-            }
-            creds.managers.retain(|m| m != &creds.host);
-            if !creds.ca_pem.contains(cert_pem.trim()) {
-                creds.ca_pem = format!("{}\n{}", creds.ca_pem.trim_end(), cert_pem);
-            }
-            if let Some(f) = file {
-                creds.save(f)?;
-            }
-            Ok(Some(creds))
-        }
-        _ if founder => {
-            let token = format!("berth-admin-{}", hex::encode(rand::random::<[u8; 32]>()));
-            let hash = hex::encode(controller::auth::token_hash(&token));
-            let mut attempts = 0;
-            loop {
-                attempts += 1;
-                let cluster = store.view(|s| s.cluster().cloned());
-                let Some(mut cluster) = cluster else {
-                    bail!("the store holds no cluster");
-                };
-                if let Some(sec) = cluster.security.as_mut() {
-                    sec.admin_token_sha256 = hash.clone();
-                }
-                match store.update(vec![Op::Update(cluster.into())]).await {
-                    Ok(_) => break,
-                    Err(e) if attempts < 20 => {
-                        tracing::debug!(error = %e, "recording the admin token's hash; retrying");
-                        tokio::time::sleep(Duration::from_millis(250)).await;
-                    }
-                    Err(e) => return Err(e).context("recording the admin token's hash"),
-                }
-            }
-            let creds = Credentials {
-                host,
-                managers: Vec::new(),
-                token,
-                ca_pem: cert_pem.to_string(),
-            };
-            if let Some(f) = file {
-                creds.save(f)?;
-            }
-            Ok(Some(creds))
-        }
-        _ => Ok(None),
     }
 }
