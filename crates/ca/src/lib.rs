@@ -36,7 +36,7 @@ pub use renewal::{
     needs_renewal, renewal_time, DEFAULT_CLIENT_CERT_VALIDITY, DEFAULT_NODE_CERT_VALIDITY,
     DEFAULT_ROOT_CA_VALIDITY,
 };
-pub use root::{digest_of_pem, CaDigest, RootCa, StoredRootCa};
+pub use root::{digest_of_pem, issued_by, CaDigest, RootCa, StoredRootCa};
 pub use subject::{client_identity_of, identity_of, ClientIdentity};
 pub use tls::{
     bootstrap_client_config, client_config, server_config, verify_bootstrap_root, Admit,

@@ -57,6 +57,18 @@ pub fn digest_of_pem(cert_pem: &str) -> Result<CaDigest, CaError> {
     Ok(CaDigest::of_der(der.as_ref()))
 }
 
+/// Whether the first certificate of `cert_pem` (a node's leaf) carries a
+/// signature of the key of the root certificate `root_pem`. During a
+/// rotation this tells a certificate of the new root from one of the old:
+/// both roots have the same name, so only the signature can.
+pub fn issued_by(cert_pem: &str, root_pem: &str) -> Result<bool, CaError> {
+    let leaf_der = cert_from_pem(cert_pem)?;
+    let root_der = cert_from_pem(root_pem)?;
+    let leaf = parse_cert(leaf_der.as_ref())?;
+    let root = parse_cert(root_der.as_ref())?;
+    Ok(leaf.verify_signature(Some(root.public_key())).is_ok())
+}
+
 pub(crate) fn cert_from_pem(cert_pem: &str) -> Result<CertificateDer<'static>, CaError> {
     CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| CaError::Pem {
         what: "certificate",

@@ -207,3 +207,19 @@ async fn a_reloading_connector_reconnects_with_the_new_trust() {
         "the channel reconnected with the new configuration"
     );
 }
+
+#[test]
+fn issued_by_tells_the_roots_apart_by_key_not_by_name() {
+    let r = Rotation::new();
+    let old_leaf = r.old.node("n1", PeerRole::Worker);
+    let new_leaf = r.renewed("n1", PeerRole::Worker);
+    let old_pem = r.old.root.cert_pem();
+    let new_pem = r.new.cert_pem();
+    assert!(ca::issued_by(old_leaf.chain_pem(), old_pem).unwrap());
+    assert!(!ca::issued_by(old_leaf.chain_pem(), new_pem).unwrap());
+    // The new leaf's chain carries the cross-signed certificate after the
+    // leaf; only the leaf is judged.
+    assert!(ca::issued_by(new_leaf.chain_pem(), new_pem).unwrap());
+    assert!(!ca::issued_by(new_leaf.chain_pem(), old_pem).unwrap());
+    assert!(ca::issued_by("not a certificate", old_pem).is_err());
+}
