@@ -12,10 +12,16 @@
 //! connection uses the latest one, so a renewed certificate or a trust bundle
 //! changed by a root rotation takes effect without restarting anything.
 //! Connections already open keep the configuration they started with.
+//!
+//! A connector can leave from a given source address
+//! ([`MtlsConnector::with_source_ip`]): a node's packets then come from the
+//! address it advertises, as between separate hosts, which is what lets
+//! firewall rules tell the nodes apart when several share one machine's
+//! loopback (where the kernel would otherwise pick 127.0.0.1 for all).
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -26,7 +32,7 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tonic::service::Routes;
@@ -60,12 +66,14 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct MtlsConnector {
     config: watch::Receiver<Arc<ClientConfig>>,
     connect_timeout: Duration,
+    source_ip: Option<IpAddr>,
 }
 
 impl std::fmt::Debug for MtlsConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MtlsConnector")
             .field("connect_timeout", &self.connect_timeout)
+            .field("source_ip", &self.source_ip)
             .finish_non_exhaustive()
     }
 }
@@ -81,7 +89,19 @@ impl MtlsConnector {
         MtlsConnector {
             config,
             connect_timeout: CONNECT_TIMEOUT,
+            source_ip: None,
         }
+    }
+
+    /// Connections leave from `ip` (an ephemeral port) instead of the
+    /// address the kernel's route would pick. Where `ip` cannot be used — not
+    /// an address of this host (an advertised address behind NAT), not of
+    /// the destination's family, or loopback while the destination is not —
+    /// a connection leaves as without it rather than fail. An unspecified
+    /// address (`0.0.0.0`, `::`) means no source.
+    pub fn with_source_ip(mut self, ip: IpAddr) -> MtlsConnector {
+        self.source_ip = (!ip.is_unspecified()).then_some(ip);
+        self
     }
 
     pub fn with_connect_timeout(mut self, timeout: Duration) -> MtlsConnector {
@@ -100,9 +120,10 @@ impl Connector for MtlsConnector {
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true);
         let config = self.config.clone();
+        let source_ip = self.source_ip;
         let connect = tower::service_fn(move |uri: Uri| {
             let tls = TlsConnector::from(config.borrow().clone());
-            dial(tls, uri)
+            dial(tls, source_ip, uri)
         });
         Ok(endpoint.connect_with_connector_lazy(connect))
     }
@@ -110,6 +131,7 @@ impl Connector for MtlsConnector {
 
 async fn dial(
     tls: TlsConnector,
+    source_ip: Option<IpAddr>,
     uri: Uri,
 ) -> Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>, io::Error> {
     let invalid =
@@ -118,13 +140,60 @@ async fn dial(
     // An IPv6 literal keeps its brackets in a URI; the resolver wants it bare.
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let port = uri.port_u16().ok_or_else(|| invalid("no port"))?;
-    let tcp = TcpStream::connect((host, port)).await?;
+    let tcp = match source_ip {
+        Some(ip) => connect_from(ip, host, port).await?,
+        None => TcpStream::connect((host, port)).await?,
+    };
     // gRPC sends small frames that should not wait for Nagle's algorithm.
     tcp.set_nodelay(true)?;
     let name = ServerName::try_from(SERVER_NAME)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let stream = tls.connect(name, tcp).await?;
     Ok(TokioIo::new(stream))
+}
+
+/// Connects to `host:port` from `source` (an ephemeral port), trying each
+/// address of the host in turn as [`TcpStream::connect`] does; from wherever
+/// the kernel chooses where `source` cannot be used for an address.
+async fn connect_from(source: IpAddr, host: &str, port: u16) -> io::Result<TcpStream> {
+    let mut last_error = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        // A loopback source cannot reach another host (the kernel refuses
+        // the connect), nor can one family reach the other: a node that
+        // advertises nothing better than 127.0.0.1 still reaches remote managers.
+        let usable = addr.is_ipv4() == source.is_ipv4()
+            && (addr.ip().is_loopback() || !source.is_loopback());
+        let connected = if usable {
+            connect_one_from(source, addr).await
+        } else {
+            TcpStream::connect(addr).await
+        };
+        match connected {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"))
+    }))
+}
+
+async fn connect_one_from(source: IpAddr, addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    match socket.bind(SocketAddr::new(source, 0)) {
+        Ok(()) => socket.connect(addr).await,
+        Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable => {
+            // Not an address of this host: the node is reached through it
+            // (NAT, a floating IP) but cannot send from it.
+            debug!(%source, error = %e, "cannot send from the advertised address; letting the kernel choose");
+            TcpStream::connect(addr).await
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Tuning of [`serve_with`].

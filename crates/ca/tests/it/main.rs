@@ -9,4 +9,5 @@ mod certs;
 mod golden;
 mod grpc;
 mod rotation;
+mod source_ip;
 mod support;
