@@ -185,7 +185,8 @@ impl Node {
             ca::ExpectedPeer::manager(&identity.cluster_id),
         )
         .context("building the cluster RPC client configuration")?;
-        let connector: Arc<dyn Connector> = Arc::new(ca::MtlsConnector::new(client_tls));
+        let connector: Arc<dyn Connector> =
+            Arc::new(ca::MtlsConnector::new(client_tls).with_source_ip(cfg.addrs.advertise));
 
         let manager = match identity.role {
             Role::Manager => Some(
