@@ -11,4 +11,5 @@ mod conventions;
 mod lifecycle;
 mod multiproc;
 mod nodes;
+mod partition;
 mod support;
