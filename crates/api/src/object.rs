@@ -70,6 +70,11 @@ pub struct Cluster {
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(with = "crate::duration")]
     pub heartbeat_period: std::time::Duration,
+    /// How long node certificates are valid (Swarm's `--cert-expiry`); nodes
+    /// renew theirs between half and four fifths of the way through.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    #[serde(with = "crate::duration", default = "default_node_cert_validity")]
+    pub node_cert_validity: std::time::Duration,
     /// The cluster's identity and secrets, made by `berth init` (and `berth
     /// up`). Held only in the managers' store: the API never serves it.
     #[serde(default)]
@@ -128,10 +133,63 @@ pub struct ClusterSecurity {
     /// it; the token itself is only in the admin's credentials file.
     #[serde(default)]
     pub admin_token_sha256: String,
+    /// A rotation of the cluster root CA under way (`berth ca --rotate`).
+    #[serde(default)]
+    pub root_rotation: Option<RootRotation>,
+}
+
+/// A cluster root CA rotation, as Swarm does it: the new root signs every
+/// certificate from the start of the rotation, each presented with the new
+/// root cross-signed by the old one, so nodes that still trust only the old
+/// root accept them; every node trusts both roots until every node holds a
+/// certificate of the new one, and then only the new.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootRotation {
+    pub new_root: CaKeys,
+    /// The new root's certificate signed by the old root (PEM).
+    pub cross_signed_pem: String,
+}
+
+impl ClusterSecurity {
+    /// The root that signs node certificates now.
+    pub fn signing_root(&self) -> &CaKeys {
+        match &self.root_rotation {
+            Some(r) => &r.new_root,
+            None => &self.root_ca,
+        }
+    }
+
+    /// What follows a new leaf in its chain: the cross-signed new root
+    /// during a rotation, nothing otherwise.
+    pub fn chain_suffix(&self) -> &str {
+        self.root_rotation
+            .as_ref()
+            .map_or("", |r| r.cross_signed_pem.as_str())
+    }
+
+    /// The roots every node trusts (PEM): both during a rotation.
+    pub fn trust_pem(&self) -> String {
+        match &self.root_rotation {
+            Some(r) => format!(
+                "{}\n{}",
+                self.root_ca.cert_pem.trim_end(),
+                r.new_root.cert_pem
+            ),
+            None => self.root_ca.cert_pem.clone(),
+        }
+    }
+}
+
+fn default_node_cert_validity() -> std::time::Duration {
+    Cluster::DEFAULT_NODE_CERT_VALIDITY
 }
 
 impl Cluster {
     pub const ID: &'static str = "default";
+    /// Swarm's default certificate expiry: 90 days.
+    pub const DEFAULT_NODE_CERT_VALIDITY: std::time::Duration =
+        std::time::Duration::from_secs(90 * 24 * 3600);
 
     pub fn new(name: impl Into<String>) -> Cluster {
         Cluster {
@@ -139,6 +197,7 @@ impl Cluster {
             name: name.into(),
             task_history_limit: 5,
             heartbeat_period: std::time::Duration::from_secs(5),
+            node_cert_validity: Cluster::DEFAULT_NODE_CERT_VALIDITY,
             security: None,
         }
     }
@@ -214,6 +273,11 @@ pub struct NodeStatus {
     /// when it joined; managers' addresses are the seeds others join through.
     #[serde(default)]
     pub gossip_addr: String,
+    /// SHA-256 (hex) of the root CA that issued the node's current
+    /// certificate, written by the CA when it signs; a root rotation ends
+    /// once every node's is the new root's.
+    #[serde(default)]
+    pub cert_root: String,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

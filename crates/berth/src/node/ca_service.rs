@@ -28,6 +28,24 @@ use tonic::{Request, Response, Status};
 /// leader (first of the managers) can change without one.
 const WATCH_RECHECK: Duration = Duration::from_secs(1);
 
+/// Attempts at a read-modify-write of a node record before giving up.
+const NODE_WRITE_ATTEMPTS: usize = 5;
+
+/// A signed certificate, and the digest of the root that signed it.
+struct Signed {
+    cert: NodeCertificate,
+    root_digest: String,
+}
+
+/// The root that signs node certificates now (the new one during a rotation).
+pub(super) fn signing_root(sec: &ClusterSecurity) -> Result<ca::RootCa, ca::CaError> {
+    let keys = sec.signing_root();
+    ca::RootCa::from_stored(&ca::StoredRootCa {
+        cert_pem: keys.cert_pem.clone(),
+        key_pem: keys.key_pem.clone(),
+    })
+}
+
 #[derive(Clone)]
 pub struct CaService {
     store: Store,
@@ -54,18 +72,17 @@ impl CaService {
             })
     }
 
+    /// Signs a certificate for `node_id` with the root that signs now (the
+    /// new one during a rotation, followed in the chain by its cross-signed
+    /// certificate), valid as long as the cluster says.
     fn sign(
         &self,
         sec: &ClusterSecurity,
         csr_pem: &str,
         node_id: &str,
         role: NodeRole,
-    ) -> Result<NodeCertificate, Status> {
-        let root = ca::RootCa::from_stored(&ca::StoredRootCa {
-            cert_pem: sec.root_ca.cert_pem.clone(),
-            key_pem: sec.root_ca.key_pem.clone(),
-        })
-        .map_err(|e| {
+    ) -> Result<Signed, Status> {
+        let root = signing_root(sec).map_err(|e| {
             tracing::error!(error = %e, "the cluster root CA in the store is unusable");
             Status::internal("the cluster root CA is unusable")
         })?;
@@ -73,26 +90,62 @@ impl CaService {
             NodeRole::Manager => PeerRole::Manager,
             NodeRole::Worker => PeerRole::Worker,
         };
-        let cert_pem = root
+        let validity = self
+            .store
+            .view(|s| s.cluster().map(|c| c.node_cert_validity))
+            .filter(|v| !v.is_zero())
+            .unwrap_or(ca::renewal::DEFAULT_NODE_CERT_VALIDITY);
+        let leaf = root
             .issue_node_certificate(
                 csr_pem,
                 node_id,
                 peer_role,
                 &sec.cluster_id,
-                ca::renewal::DEFAULT_NODE_CERT_VALIDITY,
+                validity,
                 SystemTime::now(),
             )
             .map_err(|e| Status::invalid_argument(format!("certificate request refused: {e}")))?;
-        Ok(NodeCertificate {
-            node_id: node_id.to_string(),
-            role: role_name(role).to_string(),
-            cluster_id: sec.cluster_id.clone(),
-            cert_pem,
-            trust_pem: sec.root_ca.cert_pem.clone(),
-            managers: self.store.manager_addrs(),
-            gossip_keys: sec.gossip_keys.clone(),
-            gossip_seeds: self.store.view(gossip_seeds),
+        let cert_pem = match sec.chain_suffix() {
+            "" => leaf,
+            suffix => format!("{}\n{}", leaf.trim_end(), suffix),
+        };
+        Ok(Signed {
+            cert: NodeCertificate {
+                node_id: node_id.to_string(),
+                role: role_name(role).to_string(),
+                cluster_id: sec.cluster_id.clone(),
+                cert_pem,
+                trust_pem: sec.trust_pem(),
+                managers: self.store.manager_addrs(),
+                gossip_keys: sec.gossip_keys.clone(),
+                gossip_seeds: self.store.view(gossip_seeds),
+            },
+            root_digest: root.digest().to_string(),
         })
+    }
+
+    /// Records which root issued `node_id`'s certificate now, retrying
+    /// when a concurrent write (the dispatcher's) moved the node.
+    async fn record_cert_root(&self, node_id: &str, digest: &str) -> Result<(), Status> {
+        for _ in 0..NODE_WRITE_ATTEMPTS {
+            let Some(mut node) = self.store.view(|s| s.node(node_id).cloned()) else {
+                return Err(Status::permission_denied(format!(
+                    "node {node_id} was removed from the cluster"
+                )));
+            };
+            if node.status.cert_root == digest {
+                return Ok(());
+            }
+            node.status.cert_root = digest.to_string();
+            match self.store.update(vec![Op::Update(node.into())]).await {
+                Ok(_) => return Ok(()),
+                Err(store::StoreError::Apply(_)) => continue,
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Err(Status::unavailable(format!(
+            "node {node_id} kept changing; renew again"
+        )))
     }
 
     /// What `node_id` must follow of the cluster now; `None` once the node
@@ -104,8 +157,8 @@ impl CaService {
             let node = s.node(node_id)?;
             Some(ClusterInfo {
                 managers,
-                trust_pem: sec.root_ca.cert_pem.clone(),
-                signing_root_pem: sec.root_ca.cert_pem.clone(),
+                trust_pem: sec.trust_pem(),
+                signing_root_pem: sec.signing_root().cert_pem.clone(),
                 gossip_keys: sec.gossip_keys.clone(),
                 gossip_seeds: gossip_seeds(s),
                 role: role_name(node.spec.role).to_string(),
@@ -144,7 +197,7 @@ impl NodeCa for CaService {
     ) -> Result<Response<GetRootCaResponse>, Status> {
         let sec = self.security()?;
         Ok(Response::new(GetRootCaResponse {
-            trust_pem: sec.root_ca.cert_pem,
+            trust_pem: sec.trust_pem(),
         }))
     }
 
@@ -207,13 +260,15 @@ impl NodeCa for CaService {
         };
         // Sign first (a bad CSR writes nothing), then record the node, then
         // answer: a certificate is only ever handed out for a recorded node.
-        let cert = self.sign(&sec, &req.csr_pem, &node_id, role)?;
+        let signed = self.sign(&sec, &req.csr_pem, &node_id, role)?;
+        let mut node = node;
+        node.status.cert_root = signed.root_digest;
         self.store
             .update(vec![Op::Create(node.into())])
             .await
             .map_err(unavailable)?;
         tracing::info!(node = %node_id, role = role_name(role), from = ?remote, "node joined");
-        Ok(Response::new(cert))
+        Ok(Response::new(signed.cert))
     }
 
     async fn renew_node_certificate(
@@ -229,8 +284,12 @@ impl NodeCa for CaService {
             .ok_or_else(|| {
                 Status::permission_denied(format!("node {caller} was removed from the cluster"))
             })?;
-        let cert = self.sign(&sec, &req.csr_pem, &caller, role)?;
-        Ok(Response::new(cert))
+        let signed = self.sign(&sec, &req.csr_pem, &caller, role)?;
+        // Recorded before the answer: a rotation must not end while a node
+        // still holds only a certificate of the old root.
+        self.record_cert_root(&caller, &signed.root_digest).await?;
+        tracing::info!(node = %caller, role = role_name(role), "node certificate renewed");
+        Ok(Response::new(signed.cert))
     }
 
     type WatchClusterStream = ReceiverStream<Result<ClusterInfo, Status>>;

@@ -201,6 +201,10 @@ fn self_node(identity: &Identity, cfg: &NodeConfig, rpc_adv: SocketAddr) -> api:
             state: api::NodeState::Unknown,
             message: String::new(),
             addr: rpc_adv.ip().to_string(),
+            // The founder's certificate is signed by the one root there is.
+            cert_root: ca::digest_of_pem(&identity.trust_pem)
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
             ..Default::default()
         },
         manager_status: None,

@@ -328,6 +328,7 @@ fn found_cluster(rpc_adv: &SocketAddr) -> anyhow::Result<(Identity, ClusterSecur
         },
         gossip_keys: vec![gossip_key.clone()],
         admin_token_sha256: String::new(),
+        root_rotation: None,
     };
     let identity = Identity {
         node_id,
