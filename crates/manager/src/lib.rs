@@ -11,6 +11,7 @@ pub mod scheduler;
 pub mod updater;
 
 pub mod dispatcher;
+pub mod roles;
 pub mod rpc;
 pub mod runtime;
 

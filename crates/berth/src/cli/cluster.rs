@@ -151,10 +151,10 @@ async fn run_node(flags: NodeFlags, membership: Membership) -> anyhow::Result<Ex
     };
     let mut lines = vec![format!("berth node {} is up as a {role}.", node.node_id)];
     if node.is_manager() {
-        lines.push(format!("  cluster RPC:  {}", node.rpc_addr));
+        lines.push(format!("  cluster RPC:  {}", node.rpc_addr()));
     }
     lines.push(format!("  data dir:     {}", data_dir.display()));
-    if let Some(api) = node.api_addr {
+    if let Some(api) = node.api_addr() {
         lines.push(format!("  API:          https://{api}"));
         lines.push(format!(
             "  credentials:  {} (the CLI reads them from there)",

@@ -129,12 +129,14 @@ pub async fn run(cmd: NodeCommand, c: &Client) -> anyhow::Result<ExitCode> {
                 update(c, &node, |spec| spec.role = NodeRole::Manager).await?;
                 println!("Node {node} promoted to a manager in the cluster.");
             }
+            warn_if_even_managers(c).await;
         }
         NodeCommand::Demote { nodes } => {
             for node in nodes {
                 update(c, &node, |spec| spec.role = NodeRole::Worker).await?;
                 println!("Manager {node} demoted in the cluster.");
             }
+            warn_if_even_managers(c).await;
         }
         NodeCommand::Rm { force, nodes } => {
             for node in nodes {
@@ -145,6 +147,21 @@ pub async fn run(cmd: NodeCommand, c: &Client) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An even number of managers tolerates no more failures than one fewer
+/// (4 survive the loss of 1, as 3 do), and splits more easily: say so.
+async fn warn_if_even_managers(c: &Client) {
+    let Ok(nodes) = c.get::<Vec<Node>>("/api/v1/nodes").await else {
+        return;
+    };
+    let managers = nodes
+        .iter()
+        .filter(|n| n.spec.role == NodeRole::Manager)
+        .count();
+    if let Some(warning) = crate::node::even_managers_warning(managers) {
+        eprintln!("{warning}");
+    }
 }
 
 /// Reads a node, changes its spec and writes it back against the version it

@@ -34,6 +34,10 @@ pub(crate) fn init_logging(log: &str) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // With stderr closed (the terminal's `| tee` ended by the same
+        // Ctrl-C), reporting a failed write would panic on eprintln! and
+        // skip the clean stop.
+        .log_internal_errors(false)
         .init();
     Ok(())
 }
@@ -74,7 +78,7 @@ pub async fn run(args: UpArgs, log: &str) -> anyhow::Result<ExitCode> {
          Try `berth node ls` or `berth service create --name web --replicas 3 -- sleep 1000` in another terminal.\n\
          Press Ctrl-C to stop (running tasks are stopped).",
         node.node_id,
-        node.api_addr
+        node.api_addr()
             .map(|a| a.to_string())
             .unwrap_or_default(),
         data_dir.display(),

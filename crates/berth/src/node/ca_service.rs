@@ -268,6 +268,16 @@ impl NodeCa for CaService {
             .await
             .map_err(unavailable)?;
         tracing::info!(node = %node_id, role = role_name(role), from = ?remote, "node joined");
+        if role == NodeRole::Manager {
+            let managers = self.store.view(|s| {
+                s.nodes()
+                    .filter(|n| n.spec.role == NodeRole::Manager)
+                    .count()
+            });
+            if let Some(warning) = super::even_managers_warning(managers) {
+                tracing::warn!("{warning}");
+            }
+        }
         Ok(Response::new(signed.cert))
     }
 

@@ -24,6 +24,10 @@ pub struct Identity {
     /// Gossip keys (hex), the one to send with first.
     #[serde(default)]
     pub gossip_keys: Vec<String>,
+    /// Gossip addresses of the managers, as last learnt: where gossip
+    /// (re)joins the group.
+    #[serde(default)]
+    pub gossip_seeds: Vec<String>,
 }
 
 impl std::fmt::Debug for Identity {

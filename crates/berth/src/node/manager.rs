@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// The parts only a manager runs.
 pub(super) struct ManagerParts {
@@ -19,6 +20,10 @@ pub(super) struct ManagerParts {
     manager: manager::Manager,
     pub(super) api_addr: SocketAddr,
     pub(super) credentials: Option<Credentials>,
+    /// The cluster RPC server's TLS configuration; a renewed certificate or
+    /// a new set of trusted roots replaces it for the next connections.
+    server_tls: watch::Sender<Arc<rustls::ServerConfig>>,
+    admit: ca::tls::Admit,
     stops: Vec<tokio::sync::oneshot::Sender<()>>,
     /// Servers, awaited at shutdown once told to stop.
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -45,6 +50,19 @@ impl controller::LogSource for DriverLogs {
 }
 
 impl ManagerParts {
+    /// Serves the cluster RPC with `tls_identity` and `trust` from the next
+    /// connection on (connections already open keep theirs).
+    pub(super) fn reload_tls(
+        &self,
+        tls_identity: &ca::NodeIdentity,
+        trust: &ca::TrustBundle,
+    ) -> anyhow::Result<()> {
+        let config = ca::server_config(tls_identity, trust, self.admit.clone())
+            .context("building the cluster RPC server configuration")?;
+        self.server_tls.send_replace(config);
+        Ok(())
+    }
+
     pub(super) async fn shutdown(self) {
         let ManagerParts {
             store,
@@ -88,6 +106,7 @@ pub(super) async fn start_manager(
     tls_identity: &ca::NodeIdentity,
     trust: &ca::TrustBundle,
     connector: Arc<dyn Connector>,
+    join_via: Option<&str>,
 ) -> anyhow::Result<ManagerParts> {
     let data_dir = &cfg.data_dir;
     let mut store_cfg = store::StoreConfig::new(data_dir.join("store"));
@@ -117,7 +136,8 @@ pub(super) async fn start_manager(
         // after, only nodes still in the cluster get in.
         admit_store.view(|s| s.cluster().is_none() || s.node(&peer.node_id).is_some())
     });
-    let server_tls = ca::server_config(tls_identity, trust, admit)?;
+    let (server_tls, server_tls_rx) =
+        watch::channel(ca::server_config(tls_identity, trust, admit.clone())?);
     let ca_service = ca_service::CaService::new(store.clone());
     let dispatcher: Arc<dyn api::dispatch::Dispatcher> = Arc::new(manager::LocalDispatcher::new(
         store.clone(),
@@ -148,7 +168,9 @@ pub(super) async fn start_manager(
         let shutdown = async {
             let _ = rpc_stop_rx.await;
         };
-        if let Err(e) = ca::serve(rpc_listener, server_tls, routes, shutdown).await {
+        let options = ca::ServeOptions::default();
+        if let Err(e) = ca::serve_with(rpc_listener, server_tls_rx, routes, shutdown, options).await
+        {
             tracing::error!(error = %e, "the cluster RPC server stopped");
         }
     });
@@ -165,9 +187,10 @@ pub(super) async fn start_manager(
             .update(vec![Op::Create(cluster.into()), Op::Create(me.into())])
             .await
             .context("creating the cluster")?;
-    } else if let Membership::Join { manager, .. } = &cfg.membership {
-        // A new manager (or one that restarted before it was added) asks to
-        // be added to the Raft group; adding one that is a member is a no-op.
+    } else if let Some(manager) = join_via {
+        // A new manager (joined with a manager token, or promoted), or one
+        // that restarted before it was added, asks to be added to the Raft
+        // group; adding one that is a member is a no-op.
         if !store.view(|s| s.cluster().is_some()) {
             ask_to_join_managers(&connector, identity, manager, &rpc_adv).await?;
         }
@@ -179,9 +202,14 @@ pub(super) async fn start_manager(
         manager,
         api_addr: cfg.addrs.api,
         credentials: None,
+        server_tls,
+        admit,
         stops: vec![rpc_stop],
         tasks: vec![rpc_task],
-        chores: vec![tokio::spawn(log_leader_changes(store))],
+        chores: vec![
+            tokio::spawn(log_leader_changes(store.clone())),
+            tokio::spawn(manager::roles::run(store)),
+        ],
     })
 }
 

@@ -11,10 +11,11 @@
 //! group), or resumes the identity saved in its data dir by an earlier start.
 
 mod ca_service;
+mod follow;
+mod identity;
 mod manager;
 
 use manager::{start_manager, ManagerParts};
-mod identity;
 
 pub use identity::{Identity, Role};
 
@@ -99,14 +100,37 @@ pub struct NodeConfig {
 pub struct Node {
     pub node_id: String,
     pub cluster_id: String,
-    /// The advertised cluster RPC address (managers), or the advertised IP
-    /// with port 0 (workers serve no RPC).
-    pub rpc_addr: SocketAddr,
-    /// The HTTPS API address (managers only).
-    pub api_addr: Option<SocketAddr>,
-    manager: Option<ManagerParts>,
+    shared: Arc<Shared>,
     agent: agent::Agent,
+    follower: tokio::task::JoinHandle<()>,
+    credentials: Option<Credentials>,
     _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// What the node's parts share: the identity (saved on every change), the
+/// TLS configuration of its RPC client, the agent's dispatcher, and the
+/// manager parts, which come and go with the node's role.
+pub(crate) struct Shared {
+    cfg: NodeConfig,
+    identity: std::sync::Mutex<Identity>,
+    client_tls: tokio::sync::watch::Sender<Arc<rustls::ClientConfig>>,
+    connector: Arc<dyn Connector>,
+    /// The agent's: held weakly, so that its connections close with the
+    /// agent (the RPC server would otherwise wait for them at shutdown).
+    dispatcher: std::sync::Weak<agent::remote::RemoteDispatcher>,
+    driver: Arc<dyn agent::Driver>,
+    manager: tokio::sync::Mutex<Option<ManagerParts>>,
+    view: std::sync::Mutex<View>,
+    role: tokio::sync::watch::Sender<Role>,
+}
+
+/// What the node's accessors answer without waiting for a role change.
+#[derive(Clone, Default)]
+struct View {
+    store: Option<store::Store>,
+    api_addr: Option<SocketAddr>,
+    /// The advertised cluster RPC address; port 0 on a worker.
+    rpc_addr: Option<SocketAddr>,
 }
 
 impl Node {
@@ -126,13 +150,7 @@ impl Node {
             (None, _) => true,
         };
         let rpc_listener = if will_manage {
-            Some(
-                tokio::net::TcpListener::bind(cfg.addrs.rpc)
-                    .await
-                    .with_context(|| {
-                        format!("listening for the cluster RPC on {}", cfg.addrs.rpc)
-                    })?,
-            )
+            Some(bind_rpc(&cfg).await?)
         } else {
             None
         };
@@ -177,56 +195,61 @@ impl Node {
             None // a worker serves no RPC: its listener is closed here
         };
 
-        let tls_identity = identity.tls_identity()?;
-        let trust = identity.trust()?;
-        let client_tls = ca::client_config(
-            Some(&tls_identity),
-            &trust,
-            ca::ExpectedPeer::manager(&identity.cluster_id),
-        )
-        .context("building the cluster RPC client configuration")?;
-        let connector: Arc<dyn Connector> =
-            Arc::new(ca::MtlsConnector::new(client_tls).with_source_ip(cfg.addrs.advertise));
-
-        let manager = match identity.role {
-            Role::Manager => Some(
-                start_manager(
-                    &cfg,
-                    &identity,
-                    founded,
-                    rpc_listener.ok_or_else(|| anyhow!("a manager without its RPC listener"))?,
-                    rpc_adv,
-                    &tls_identity,
-                    &trust,
-                    connector.clone(),
-                )
-                .await?,
-            ),
-            Role::Worker => None,
-        };
-
+        let (client_tls, client_tls_rx) =
+            tokio::sync::watch::channel(client_tls_config(&identity)?);
+        let connector: Arc<dyn Connector> = Arc::new(
+            ca::MtlsConnector::reloading(client_tls_rx).with_source_ip(cfg.addrs.advertise),
+        );
         // The agent talks to the dispatcher over the cluster RPC even on a
         // manager: one code path, and it follows the leader wherever it is.
         let driver: Arc<dyn agent::Driver> = Arc::new(
             agent::ExecDriver::new(data_dir.join("exec"), cfg.shim.clone())
                 .context("starting the exec driver")?,
         );
+        let dispatcher = Arc::new(agent::remote::RemoteDispatcher::new(
+            connector.clone(),
+            agent_managers(&identity.managers, Some(rpc_adv).filter(|a| a.port() != 0)),
+        ));
+        let shared = Arc::new(Shared {
+            identity: std::sync::Mutex::new(identity.clone()),
+            client_tls,
+            connector,
+            dispatcher: Arc::downgrade(&dispatcher),
+            driver: driver.clone(),
+            manager: tokio::sync::Mutex::new(None),
+            view: std::sync::Mutex::new(View {
+                rpc_addr: Some(rpc_adv),
+                ..View::default()
+            }),
+            role: tokio::sync::watch::channel(identity.role).0,
+            cfg,
+        });
+
+        let mut manager = match identity.role {
+            Role::Manager => {
+                let listener =
+                    rpc_listener.ok_or_else(|| anyhow!("a manager without its RPC listener"))?;
+                let join_via = match &shared.cfg.membership {
+                    Membership::Join { manager, .. } => Some(manager.clone()),
+                    _ => identity.managers.first().cloned(),
+                };
+                Some(
+                    shared
+                        .start_manager_parts(founded, listener, rpc_adv, join_via.as_deref())
+                        .await?,
+                )
+            }
+            Role::Worker => None,
+        };
+
         let agent_dir = data_dir.join("agent");
         std::fs::create_dir_all(&agent_dir)?;
         // The agent registers as the node its certificate names.
         std::fs::write(agent_dir.join("node-id"), &identity.node_id)
             .context("writing the agent's node id")?;
-        let mut managers = identity.managers.clone();
-        if identity.role == Role::Manager {
-            let me = rpc_adv.to_string();
-            managers.retain(|m| m != &me);
-            managers.insert(0, me);
-        }
-        let dispatcher: Arc<dyn api::dispatch::Dispatcher> =
-            Arc::new(agent::remote::RemoteDispatcher::new(connector, managers));
         let mut agent_cfg = agent::AgentConfig::new(agent_dir);
         agent_cfg.hostname = Some(hostname);
-        let agent = match agent::Agent::start(dispatcher, driver.clone(), agent_cfg).await {
+        let agent = match agent::Agent::start(dispatcher, driver, agent_cfg).await {
             Ok(a) => a,
             Err(e) => {
                 if let Some(m) = manager {
@@ -238,53 +261,208 @@ impl Node {
                 );
             }
         };
-        let manager = match manager {
-            Some(mut m) => {
-                if let Err(e) = m.serve_api(&cfg, &identity, rpc_adv, driver).await {
-                    let _ = agent.shutdown().await;
+        let mut credentials = None;
+        if let Some(m) = manager.as_mut() {
+            if let Err(e) = shared.serve_api(m, &identity, rpc_adv).await {
+                let _ = agent.shutdown().await;
+                if let Some(m) = manager {
                     m.shutdown().await;
-                    return Err(e);
                 }
-                Some(m)
+                return Err(e);
             }
-            None => None,
-        };
+            credentials = m.credentials.clone();
+        }
+        if let Some(m) = manager {
+            shared.set_manager_view(&m, rpc_adv);
+            *shared.manager.lock().await = Some(m);
+        }
+        let follower = tokio::spawn(follow::run(shared.clone()));
 
         Ok(Node {
             node_id: identity.node_id.clone(),
             cluster_id: identity.cluster_id.clone(),
-            rpc_addr: rpc_adv,
-            api_addr: manager.as_ref().map(|m| m.api_addr),
-            manager,
+            shared,
             agent,
+            follower,
+            credentials,
             _lock: lock,
         })
     }
 
     pub fn is_manager(&self) -> bool {
-        self.manager.is_some()
+        *self.shared.role.borrow() == Role::Manager
+    }
+
+    /// The role the node acts in, as it changes: a promotion takes effect
+    /// once the manager parts run, a demotion once they stopped.
+    pub fn role(&self) -> tokio::sync::watch::Receiver<Role> {
+        self.shared.role.subscribe()
     }
 
     /// The admin credential for the CLI, on the manager that founded the
     /// cluster (or resumed it with the credentials file in place).
     pub fn credentials(&self) -> Option<&Credentials> {
-        self.manager.as_ref().and_then(|m| m.credentials.as_ref())
+        self.credentials.as_ref()
     }
 
-    /// This manager's replica of the store.
-    pub fn store(&self) -> Option<&store::Store> {
-        self.manager.as_ref().map(|m| &m.store)
+    /// This manager's replica of the store (none on a worker).
+    pub fn store(&self) -> Option<store::Store> {
+        self.shared.view().store
+    }
+
+    /// The HTTPS API's address (managers only).
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.shared.view().api_addr
+    }
+
+    /// The advertised cluster RPC address: a manager's, or the advertised IP
+    /// with port 0 on a worker (workers serve no RPC).
+    pub fn rpc_addr(&self) -> SocketAddr {
+        self.shared
+            .view()
+            .rpc_addr
+            .unwrap_or_else(|| SocketAddr::new(self.shared.cfg.addrs.advertise, 0))
+    }
+
+    /// The identity as this node holds it now (its certificate, roots,
+    /// managers), for tests and diagnostics.
+    pub fn identity(&self) -> Identity {
+        self.shared.identity()
     }
 
     /// Stops the node cleanly: the agent stops every task (nothing is left
     /// running), then the manager, the API, the cluster RPC and the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        let Node { manager, agent, .. } = self;
+        let Node {
+            shared,
+            agent,
+            follower,
+            ..
+        } = self;
+        // No role change may start while the node stops.
+        follower.abort();
+        let _ = follower.await;
         let agent_result = agent.shutdown().await.context("stopping tasks");
-        if let Some(m) = manager {
+        if let Some(m) = shared.manager.lock().await.take() {
             m.shutdown().await;
         }
         agent_result
+    }
+}
+
+/// The warning for an even number of managers: it tolerates no more
+/// failures than one fewer, and a split in half leaves no majority.
+pub fn even_managers_warning(managers: usize) -> Option<String> {
+    (managers > 0 && managers.is_multiple_of(2)).then(|| {
+        format!(
+            "WARNING: the cluster now has {managers} managers. An even number tolerates no more \
+             failures than {} would ({} may be lost), and a split in half leaves neither side a \
+             majority: use an odd number of managers (1, 3, 5, 7).",
+            managers - 1,
+            (managers - 1) / 2
+        )
+    })
+}
+
+/// The agent's list of managers: a manager tries itself first.
+fn agent_managers(managers: &[String], me: Option<SocketAddr>) -> Vec<String> {
+    let mut list = managers.to_vec();
+    if let Some(me) = me {
+        let me = me.to_string();
+        list.retain(|m| m != &me);
+        list.insert(0, me);
+    }
+    list
+}
+
+async fn bind_rpc(cfg: &NodeConfig) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(cfg.addrs.rpc)
+        .await
+        .with_context(|| format!("listening for the cluster RPC on {}", cfg.addrs.rpc))
+}
+
+fn client_tls_config(identity: &Identity) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    ca::client_config(
+        Some(&identity.tls_identity()?),
+        &identity.trust()?,
+        ca::ExpectedPeer::manager(&identity.cluster_id),
+    )
+    .context("building the cluster RPC client configuration")
+}
+
+impl Shared {
+    fn identity(&self) -> Identity {
+        self.identity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Points the agent's dispatcher at `managers` (while the agent runs).
+    fn set_agent_managers(&self, managers: Vec<String>) {
+        if let Some(d) = self.dispatcher.upgrade() {
+            d.set_managers(managers);
+        }
+    }
+
+    fn view(&self) -> View {
+        self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_manager_view(&self, m: &ManagerParts, rpc_adv: SocketAddr) {
+        let mut v = self.view.lock().unwrap_or_else(|p| p.into_inner());
+        v.store = Some(m.store.clone());
+        v.api_addr = Some(m.api_addr);
+        v.rpc_addr = Some(rpc_adv);
+    }
+
+    fn clear_manager_view(&self) {
+        let mut v = self.view.lock().unwrap_or_else(|p| p.into_inner());
+        v.store = None;
+        v.api_addr = None;
+        v.rpc_addr = Some(SocketAddr::new(self.cfg.addrs.advertise, 0));
+    }
+
+    /// Changes the identity and saves it before anything uses the change.
+    fn update_identity(&self, change: impl FnOnce(&mut Identity)) -> anyhow::Result<Identity> {
+        let mut guard = self.identity.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = guard.clone();
+        change(&mut next);
+        next.save(&self.cfg.data_dir)?;
+        *guard = next.clone();
+        Ok(next)
+    }
+
+    async fn start_manager_parts(
+        &self,
+        founded: Option<ClusterSecurity>,
+        listener: tokio::net::TcpListener,
+        rpc_adv: SocketAddr,
+        join_via: Option<&str>,
+    ) -> anyhow::Result<ManagerParts> {
+        let identity = self.identity();
+        start_manager(
+            &self.cfg,
+            &identity,
+            founded,
+            listener,
+            rpc_adv,
+            &identity.tls_identity()?,
+            &identity.trust()?,
+            self.connector.clone(),
+            join_via,
+        )
+        .await
+    }
+
+    async fn serve_api(
+        &self,
+        m: &mut ManagerParts,
+        identity: &Identity,
+        rpc_adv: SocketAddr,
+    ) -> anyhow::Result<()> {
+        m.serve_api(&self.cfg, identity, rpc_adv, self.driver.clone())
+            .await
     }
 }
 
@@ -339,6 +517,7 @@ fn found_cluster(rpc_adv: &SocketAddr) -> anyhow::Result<(Identity, ClusterSecur
         trust_pem: root.cert_pem().to_string(),
         managers: vec![rpc_adv.to_string()],
         gossip_keys: vec![gossip_key],
+        gossip_seeds: Vec::new(),
     };
     Ok((identity, sec))
 }
@@ -424,6 +603,7 @@ async fn join_cluster(
         trust_pem: cert.trust_pem,
         managers,
         gossip_keys: cert.gossip_keys,
+        gossip_seeds: cert.gossip_seeds,
     })
 }
 
@@ -441,5 +621,27 @@ fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<nix::fcntl::Flock<std:
             bail!("another berth node is running with the data dir {} (use --data-dir to start a second one)", dir.display())
         }
         Err((_, e)) => Err(e).with_context(|| format!("locking {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn even_manager_counts_are_warned_about() {
+        for (n, warned) in [
+            (0, false),
+            (1, false),
+            (2, true),
+            (3, false),
+            (4, true),
+            (7, false),
+        ] {
+            assert_eq!(super::even_managers_warning(n).is_some(), warned, "{n}");
+        }
+        let w = super::even_managers_warning(4).unwrap_or_default();
+        assert!(
+            w.contains("4 managers") && w.contains("than 3") && w.contains("1 may be lost"),
+            "{w}"
+        );
     }
 }
