@@ -12,4 +12,5 @@ mod lifecycle;
 mod multiproc;
 mod nodes;
 mod partition;
+mod roles;
 mod support;

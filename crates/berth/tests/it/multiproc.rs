@@ -104,6 +104,71 @@ impl Cluster {
         .await;
     }
 
+    /// Forms a cluster as on separate machines: `m1` runs `init` on .11,
+    /// then `m2`… join with the manager token on .12…, and `w1`… with the
+    /// worker token on .21…; returns once every node is ready. Returns the
+    /// join address (m1's cluster RPC).
+    pub async fn form(&mut self, managers: u8, workers: u8) -> String {
+        let m1 = self.ip(11);
+        self.spawn("m1", &["init", "--advertise-addr", &m1]);
+        self.wait_ready(1).await;
+        let join = format!("{m1}:7377");
+        let token = |role: &'static str| {
+            let c = &*self;
+            async move {
+                let (ok, out, err) = c.cli(&["join-token", "--quiet", role]).await;
+                assert!(ok, "{err}");
+                out.trim().to_string()
+            }
+        };
+        let (manager_token, worker_token) = (token("manager").await, token("worker").await);
+        for i in 2..=managers {
+            let ip = self.ip(10 + i);
+            let name = format!("m{i}");
+            let args = [
+                "join",
+                "--token",
+                &manager_token,
+                "--advertise-addr",
+                &ip,
+                &join,
+            ];
+            self.spawn(&name, &args);
+            // One at a time: each new manager is added to the Raft group
+            // before the next asks.
+            self.wait_ready(usize::from(i)).await;
+        }
+        for i in 1..=workers {
+            let ip = self.ip(20 + i);
+            let name = format!("w{i}");
+            let args = [
+                "join",
+                "--token",
+                &worker_token,
+                "--advertise-addr",
+                &ip,
+                &join,
+            ];
+            self.spawn(&name, &args);
+        }
+        self.wait_ready(usize::from(managers + workers)).await;
+        join
+    }
+
+    /// The node `name` (its hostname) as `node ls` shows it now.
+    pub async fn node(&self, name: &str) -> Option<Node> {
+        self.nodes()
+            .await
+            .into_iter()
+            .find(|n| n.description.hostname == name)
+    }
+
+    /// The identity a node saved in its data dir.
+    pub fn identity(&self, name: &str) -> berth::node::Identity {
+        let path = self.dir.join(name).join("node/identity.json");
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+    }
+
     pub async fn running(&self, service: &str) -> Vec<Task> {
         let (ok, out, _) = self
             .cli(&["service", "ps", service, "--format", "json"])
@@ -136,4 +201,3 @@ impl Drop for Cluster {
         }
     }
 }
-

@@ -104,7 +104,7 @@ impl TestNode {
         self.node.credentials().unwrap()
     }
 
-    pub fn store(&self) -> &store::Store {
+    pub fn store(&self) -> store::Store {
         self.node.store().unwrap()
     }
 
