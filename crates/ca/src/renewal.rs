@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-use crate::root::cert_from_pem;
+use crate::root::{cert_from_pem, CLOCK_SKEW_ALLOWANCE};
 use crate::subject::parse_cert;
 use crate::CaError;
 
@@ -34,13 +34,21 @@ fn renewal_permille(cert_der: &[u8]) -> u64 {
 pub fn renewal_time(cert_pem: &str) -> Result<SystemTime, CaError> {
     let der = cert_from_pem(cert_pem)?;
     let cert = parse_cert(der.as_ref())?;
-    let not_before = cert.validity().not_before.timestamp();
-    let not_after = cert.validity().not_after.timestamp();
-    let lifetime = u64::try_from(not_after.saturating_sub(not_before)).unwrap_or(0);
+    let not_before = u64::try_from(cert.validity().not_before.timestamp()).unwrap_or(0);
+    let not_after = u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0);
+    // The CA backdates a certificate by the skew allowance; the fraction is
+    // of the validity asked for, counted from issuance, or a short-lived
+    // certificate would be due the moment it is issued.
+    let skew = CLOCK_SKEW_ALLOWANCE.as_secs();
+    let issued = if not_after.saturating_sub(not_before) > skew {
+        not_before + skew
+    } else {
+        not_before
+    };
+    let lifetime = not_after.saturating_sub(issued);
     // Millisecond-free arithmetic in u128 so a 20-year lifetime cannot overflow.
     let offset = (u128::from(lifetime) * u128::from(renewal_permille(der.as_ref())) / 1000) as u64;
-    let start = UNIX_EPOCH + Duration::from_secs(u64::try_from(not_before).unwrap_or(0));
-    Ok(start + Duration::from_secs(offset))
+    Ok(UNIX_EPOCH + Duration::from_secs(issued + offset))
 }
 
 /// True when the certificate should be renewed at `now`. A certificate that
@@ -78,9 +86,10 @@ mod tests {
         for _ in 0..8 {
             let pem = issued(issued_at, DEFAULT_NODE_CERT_VALIDITY);
             let at = renewal_time(&pem).unwrap();
-            // The validity starts at issue time less the clock-skew allowance.
-            let start = issued_at - crate::root::CLOCK_SKEW_ALLOWANCE;
-            let lifetime = DEFAULT_NODE_CERT_VALIDITY + crate::root::CLOCK_SKEW_ALLOWANCE;
+            // Counted from issuance (the validity starts a clock-skew
+            // allowance earlier), over the validity asked for.
+            let start = issued_at;
+            let lifetime = DEFAULT_NODE_CERT_VALIDITY;
             let elapsed = at.duration_since(start).unwrap();
             assert!(elapsed >= lifetime / 2, "{elapsed:?}");
             assert!(elapsed <= lifetime * 4 / 5, "{elapsed:?}");
@@ -93,6 +102,23 @@ mod tests {
             assert!(needs_renewal(&pem, start + lifetime * 4 / 5));
             // Deterministic: the same certificate always gives the same point.
             assert_eq!(renewal_time(&pem).unwrap(), at);
+        }
+    }
+
+    #[test]
+    fn a_short_lived_certificate_is_not_due_when_issued() {
+        // Shorter than the skew allowance it is backdated by: still due
+        // between half and four fifths of the 20 s asked for.
+        let issued_at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for _ in 0..8 {
+            let pem = issued(issued_at, Duration::from_secs(20));
+            let elapsed = renewal_time(&pem)
+                .unwrap()
+                .duration_since(issued_at)
+                .unwrap();
+            assert!(elapsed >= Duration::from_secs(10), "{elapsed:?}");
+            assert!(elapsed <= Duration::from_secs(16), "{elapsed:?}");
+            assert!(!needs_renewal(&pem, issued_at));
         }
     }
 
