@@ -14,6 +14,7 @@ pub mod tls;
 pub mod wire;
 
 pub use error::ApiError;
+pub use handlers::cluster::ca_status;
 pub use router::app;
 pub use tls::serve;
 

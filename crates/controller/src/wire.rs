@@ -66,6 +66,29 @@ pub struct UpdateNode {
     pub spec: NodeSpec,
 }
 
+/// `GET /api/v1/cluster/ca`: the cluster root CA, and the progress of a
+/// rotation (`berth ca --rotate`).
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CaStatus {
+    /// The roots nodes trust now (PEM): two during a rotation.
+    pub trust_pem: String,
+    /// SHA-256 of the current root's certificate (what join tokens pin).
+    pub root_digest: String,
+    /// A rotation under way, if any.
+    pub rotation: Option<CaRotationStatus>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CaRotationStatus {
+    /// SHA-256 of the new root's certificate.
+    pub new_root_digest: String,
+    /// Nodes in the cluster, and how many hold a certificate of the new root.
+    pub nodes: usize,
+    pub renewed: usize,
+    /// Hostnames of the nodes still holding a certificate of the old root.
+    pub waiting_for: Vec<String>,
+}
+
 /// `GET /api/v1/cluster/join-tokens`: the commands that add nodes.
 #[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JoinTokens {

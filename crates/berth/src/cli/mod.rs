@@ -1,5 +1,6 @@
 //! The command line, docker-like: `berth up`, `berth node …`, `berth service …`.
 
+mod ca;
 mod cluster;
 mod flags;
 mod local_cluster;
@@ -54,6 +55,8 @@ pub enum Command {
     Join(cluster::JoinArgs),
     /// Show (or rotate) the command that adds a worker or a manager.
     JoinToken(cluster::JoinTokenArgs),
+    /// Show the cluster root CA's certificate, or rotate it (--rotate).
+    Ca(ca::CaArgs),
     /// Manage nodes.
     #[command(subcommand)]
     Node(node::NodeCommand),
@@ -93,6 +96,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::JoinToken(args) => {
             cluster::join_token(args, &client(&cli.host, &cli.token)?).await
         }
+        Command::Ca(args) => ca::run(args, &client(&cli.host, &cli.token)?).await,
         Command::Node(cmd) => node::run(cmd, &client(&cli.host, &cli.token)?).await,
         Command::Service(cmd) => service::run(cmd, &client(&cli.host, &cli.token)?).await,
         Command::Version => {

@@ -388,3 +388,65 @@ impl Membership for CaService {
         Ok(Response::new(JoinManagersResponse { raft_id }))
     }
 }
+
+/// How long a rotation whose every node holds a certificate of the new root
+/// waits before it ends: the last node to renew is given time to start using
+/// its certificate before the old root stops being trusted.
+const ROTATION_SETTLE: Duration = Duration::from_secs(3);
+
+/// On the leader, ends a root CA rotation once every node in the cluster
+/// holds a certificate of the new root: the new root becomes the only one
+/// trusted, and the join tokens are made anew (they pin the root's digest,
+/// so the old ones could not be used anyway).
+pub(super) async fn finish_root_rotations(store: Store) {
+    let mut changes = store.watch();
+    let mut complete_since: Option<tokio::time::Instant> = None;
+    loop {
+        let complete = store.is_leader()
+            && store
+                .view(controller::ca_status)
+                .and_then(Result::ok)
+                .and_then(|s| s.rotation)
+                .is_some_and(|r| r.renewed == r.nodes);
+        if !complete {
+            complete_since = None;
+        } else {
+            let since = *complete_since.get_or_insert_with(tokio::time::Instant::now);
+            if since.elapsed() >= ROTATION_SETTLE {
+                match end_rotation(&store).await {
+                    Ok(true) => tracing::info!("cluster root CA rotation complete: every node holds a certificate of the new root"),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "ending the root CA rotation; retrying"),
+                }
+                complete_since = None;
+            }
+        }
+        // Rechecked every second too: the settle time passes without a change.
+        let _ = tokio::time::timeout(WATCH_RECHECK, changes.recv()).await;
+    }
+}
+
+async fn end_rotation(store: &Store) -> Result<bool, String> {
+    let Some(mut cluster) = store.view(|s| s.cluster().cloned()) else {
+        return Ok(false);
+    };
+    let Some(sec) = cluster.security.as_mut() else {
+        return Ok(false);
+    };
+    let Some(rotation) = sec.root_rotation.take() else {
+        return Ok(false);
+    };
+    let digest = ca::digest_of_pem(&rotation.new_root.cert_pem).map_err(|e| e.to_string())?;
+    sec.root_ca = rotation.new_root;
+    sec.join_tokens = api::JoinTokens {
+        worker: ca::JoinToken::generate(&digest).to_string(),
+        manager: ca::JoinToken::generate(&digest).to_string(),
+    };
+    // Against the version read: a node that joined meanwhile (with a
+    // certificate of the new root, since it signs) makes this retry.
+    store
+        .update(vec![Op::Update(cluster.into())])
+        .await
+        .map(|_| true)
+        .map_err(|e| e.to_string())
+}

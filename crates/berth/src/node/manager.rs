@@ -208,7 +208,8 @@ pub(super) async fn start_manager(
         tasks: vec![rpc_task],
         chores: vec![
             tokio::spawn(log_leader_changes(store.clone())),
-            tokio::spawn(manager::roles::run(store)),
+            tokio::spawn(manager::roles::run(store.clone())),
+            tokio::spawn(ca_service::finish_root_rotations(store)),
         ],
     })
 }

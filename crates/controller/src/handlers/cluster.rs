@@ -1,8 +1,9 @@
 //! `/api/v1/cluster`: the join tokens, shown and rotated as `docker swarm
-//! join-token` does. (The cluster's keys are never served.)
+//! join-token` does, and the cluster root CA, shown and rotated as `docker
+//! swarm ca [--rotate]` does. (The cluster's keys are never served.)
 
 use super::parse_json;
-use crate::wire::{JoinTokens, RotateJoinToken};
+use crate::wire::{CaRotationStatus, CaStatus, JoinTokens, RotateJoinToken};
 use crate::{error::ApiError, AppState};
 use api::Op;
 use axum::body::Bytes;
@@ -71,4 +72,132 @@ pub async fn rotate_join_token(
     Err(ApiError::Conflict(
         "the cluster keeps changing under this rotation; try again".into(),
     ))
+}
+
+fn security(app: &AppState) -> Result<api::ClusterSecurity, ApiError> {
+    app.store
+        .view(|s| s.cluster().and_then(|c| c.security.clone()))
+        .ok_or_else(|| {
+            ApiError::Unavailable("this manager has not caught up with the cluster yet".into())
+        })
+}
+
+/// The CA's state as every manager can tell it from its copy of the store.
+pub fn ca_status(state: &api::State) -> Option<Result<CaStatus, String>> {
+    let sec = state.cluster()?.security.as_ref()?;
+    let d = |pem: &str| {
+        ca::digest_of_pem(pem)
+            .map(|d| d.to_string())
+            .map_err(|e| e.to_string())
+    };
+    let root_digest = match d(&sec.root_ca.cert_pem) {
+        Ok(d) => d,
+        Err(e) => return Some(Err(e)),
+    };
+    let rotation = match &sec.root_rotation {
+        None => None,
+        Some(r) => {
+            let new_root_digest = match d(&r.new_root.cert_pem) {
+                Ok(d) => d,
+                Err(e) => return Some(Err(e)),
+            };
+            let mut waiting_for: Vec<String> = state
+                .nodes()
+                .filter(|n| n.status.cert_root != new_root_digest)
+                .map(|n| n.description.hostname.clone())
+                .collect();
+            waiting_for.sort();
+            let nodes = state.nodes().count();
+            Some(CaRotationStatus {
+                new_root_digest,
+                nodes,
+                renewed: nodes - waiting_for.len(),
+                waiting_for,
+            })
+        }
+    };
+    Some(Ok(CaStatus {
+        trust_pem: sec.trust_pem(),
+        root_digest,
+        rotation,
+    }))
+}
+
+fn status(app: &AppState) -> Result<CaStatus, ApiError> {
+    match app.store.view(ca_status) {
+        Some(Ok(s)) => Ok(s),
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "a root CA certificate in the store is unreadable");
+            Err(ApiError::Unavailable(
+                "the cluster root CA is unreadable".into(),
+            ))
+        }
+        None => Err(ApiError::Unavailable(
+            "this manager has not caught up with the cluster yet".into(),
+        )),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/cluster/ca",
+    responses((status = 200, body = CaStatus), (status = 503, body = crate::error::ErrorBody)), security(("bearer" = [])))]
+pub async fn ca(State(app): State<AppState>) -> Result<Json<CaStatus>, ApiError> {
+    status(&app).map(Json)
+}
+
+/// Starts a rotation of the cluster root CA: a new root, cross-signed by the
+/// old one, signs every certificate from now on; nodes renew theirs as they
+/// learn of it, and the managers end the rotation once every node has.
+#[utoipa::path(post, path = "/api/v1/cluster/ca/rotate",
+    responses((status = 200, body = CaStatus), (status = 409, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn rotate_ca(State(app): State<AppState>) -> Result<Json<CaStatus>, ApiError> {
+    let sec = security(&app)?;
+    if sec.root_rotation.is_some() {
+        return Err(ApiError::Conflict(
+            "a root CA rotation is under way already: `berth ca` shows its progress".into(),
+        ));
+    }
+    let old = ca::RootCa::from_stored(&ca::StoredRootCa {
+        cert_pem: sec.root_ca.cert_pem.clone(),
+        key_pem: sec.root_ca.key_pem.clone(),
+    })
+    .map_err(|e| {
+        tracing::error!(error = %e, "the cluster root CA in the store is unusable");
+        ApiError::Unavailable("the cluster root CA is unusable".into())
+    })?;
+    // Same name as the old root, as Swarm does: peers tell them apart by key.
+    let new = ca::RootCa::generate(
+        "berth cluster root CA",
+        ca::DEFAULT_ROOT_CA_VALIDITY,
+        std::time::SystemTime::now(),
+    )
+    .and_then(|new| old.cross_sign(&new).map(|cross| (new, cross)));
+    let (new, cross_signed_pem) = new.map_err(|e| {
+        tracing::error!(error = %e, "making the new root CA");
+        ApiError::Unavailable("could not make the new root CA".into())
+    })?;
+    let stored = new.to_stored();
+    let rotation = api::RootRotation {
+        new_root: api::CaKeys {
+            cert_pem: stored.cert_pem,
+            key_pem: stored.key_pem,
+        },
+        cross_signed_pem,
+    };
+    let Some(mut cluster) = app.store.view(|s| s.cluster().cloned()) else {
+        return Err(ApiError::Unavailable("the store holds no cluster".into()));
+    };
+    match cluster.security.as_mut() {
+        // Written against the version read: a concurrent rotation or token
+        // change makes this one fail with 409 instead of overwriting it.
+        Some(sec) if sec.root_rotation.is_none() => sec.root_rotation = Some(rotation),
+        _ => {
+            return Err(ApiError::Conflict(
+                "the cluster's security changed concurrently; try again".into(),
+            ))
+        }
+    }
+    app.store.update(vec![Op::Update(cluster.into())]).await?;
+    tracing::info!(new_root = %new.digest(), "cluster root CA rotation started");
+    status(&app).map(Json)
 }
