@@ -6,6 +6,7 @@
 
 mod api_errors;
 mod binary;
+mod certs;
 mod cluster;
 mod conventions;
 mod lifecycle;
