@@ -1,5 +1,6 @@
-//! The credential a CLI presents: the API address, the bearer token, and the
-//! API's certificate, which the CLI trusts and nothing else.
+//! The credential a CLI presents: the API addresses, the bearer token, and
+//! the cluster root CA certificate(s), which sign every manager's API
+//! certificate: the CLI trusts them and nothing else.
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -14,11 +15,17 @@ pub struct Credentials {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub managers: Vec<String>,
     pub token: String,
-    /// PEM of the certificate (or CA) the API presents.
+    /// PEM of the cluster root CA(s) the API certificates chain to.
     pub ca_pem: String,
 }
 
 impl Credentials {
+    /// Trusts every certificate of `roots` too (a root CA rotation made a
+    /// new one), keeping the ones trusted already.
+    pub fn trust_roots(&mut self, roots: &str) {
+        self.ca_pem = with_roots(&self.ca_pem, roots);
+    }
+
     pub fn load(path: &Path) -> anyhow::Result<Credentials> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -33,5 +40,36 @@ impl Credentials {
         let data = serde_json::to_vec_pretty(self)?;
         controller::tls::write_private(path, &data)
             .with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// `ca_pem` with every certificate of `roots` it lacks appended: the CLI
+/// keeps trusting a root it knew (until the file is rewritten) and learns a
+/// new one when a manager starts after a rotation.
+pub fn with_roots(ca_pem: &str, roots: &str) -> String {
+    let mut out = ca_pem.trim_end().to_string();
+    for block in roots.split_inclusive("-----END CERTIFICATE-----") {
+        let block = block.trim();
+        if block.starts_with("-----BEGIN") && !out.contains(block) {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(block);
+        }
+    }
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn with_roots_appends_only_what_is_missing() {
+        let a = "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----";
+        let b = "-----BEGIN CERTIFICATE-----\nBBB\n-----END CERTIFICATE-----";
+        let both = format!("{a}\n{b}\n");
+        assert_eq!(super::with_roots(a, &both), both);
+        assert_eq!(super::with_roots(&both, b), both);
+        assert_eq!(super::with_roots("", a), format!("{a}\n"));
     }
 }

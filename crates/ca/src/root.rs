@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rand::RngCore;
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, PublicKeyData, SerialNumber, PKCS_ECDSA_P256_SHA256,
+    KeyUsagePurpose, PublicKeyData, SanType, SerialNumber, PKCS_ECDSA_P256_SHA256,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
@@ -234,6 +234,45 @@ impl RootCa {
         let key = requested_key(csr_pem)?;
         let mut params = leaf_params(subject::client_subject(user)?);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        set_validity(&mut params, now, validity, Some(self.not_after()))?;
+        Ok(params.signed_by(&key, &self.issuer, &self.key)?.pem())
+    }
+
+    /// Signs a manager's HTTPS API certificate for the key in `csr_pem`,
+    /// valid for `names` (host names and IP addresses, as clients dial it).
+    /// It authenticates a server only: it can never serve as a node's
+    /// certificate on the cluster RPC (no client authentication, OU "api").
+    pub fn issue_api_certificate(
+        &self,
+        csr_pem: &str,
+        node_id: &str,
+        cluster_id: &str,
+        names: &[String],
+        validity: Duration,
+        now: SystemTime,
+    ) -> Result<String, CaError> {
+        let key = requested_key(csr_pem)?;
+        let mut params = leaf_params(subject::api_subject(node_id, cluster_id)?);
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.subject_alt_names = names
+            .iter()
+            .map(|n| match n.parse::<std::net::IpAddr>() {
+                Ok(ip) => Ok(SanType::IpAddress(ip)),
+                // rustls's validation: what a client could ever dial.
+                Err(_) => rustls::pki_types::DnsName::try_from(n.as_str())
+                    .ok()
+                    .and_then(|_| n.as_str().try_into().ok())
+                    .map(SanType::DnsName)
+                    .ok_or(CaError::InvalidName {
+                        field: "API host name",
+                        reason: "not a DNS name or an IP address",
+                    }),
+            })
+            .collect::<Result<_, _>>()?;
         set_validity(&mut params, now, validity, Some(self.not_after()))?;
         Ok(params.signed_by(&key, &self.issuer, &self.key)?.pem())
     }

@@ -19,6 +19,8 @@ pub const MANAGER_OU: &str = "manager";
 pub const WORKER_OU: &str = "worker";
 /// OU of a user's client certificate: not a node, whatever its CN says.
 pub const CLIENT_OU: &str = "client";
+/// The OU of a manager's HTTPS API certificate.
+pub const API_OU: &str = "api";
 
 /// X.520's upper bound for CN, O and OU.
 const MAX_NAME_LEN: usize = 64;
@@ -69,6 +71,18 @@ pub(crate) fn client_subject(user: &str) -> Result<DistinguishedName, CaError> {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationalUnitName, CLIENT_OU);
     dn.push(DnType::CommonName, user);
+    Ok(dn)
+}
+
+/// The subject of a manager's API certificate: OU "api", never read as a
+/// node's or a user's (its OU is neither), and it authenticates a server only.
+pub(crate) fn api_subject(node_id: &str, cluster_id: &str) -> Result<DistinguishedName, CaError> {
+    check_name("node id", node_id)?;
+    check_name("cluster id", cluster_id)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, cluster_id);
+    dn.push(DnType::OrganizationalUnitName, API_OU);
+    dn.push(DnType::CommonName, node_id);
     Ok(dn)
 }
 

@@ -1,6 +1,7 @@
-//! The API's TLS: a self-signed server certificate made on first start and kept
-//! in the data dir (the cluster root CA replaces it with the HA issue), and the
-//! accept loop that serves the router over it.
+//! The API's TLS: the server configuration from a certificate the cluster
+//! root CA signed for the manager (the node wiring issues and renews it), and
+//! the accept loop that serves the router over it, taking each connection's
+//! configuration from a watch so a renewed certificate needs no restart.
 
 use axum::Router;
 use rustls::pki_types::pem::PemObject;
@@ -12,48 +13,15 @@ use tokio::net::TcpListener;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("making the API certificate: {0}")]
-    Generate(#[from] rcgen::Error),
     #[error("the API certificate or key is not valid: {0}")]
     Invalid(String),
 }
 
-/// The API's certificate and key, PEM-encoded.
+/// The API's certificate chain and key, PEM-encoded.
 #[derive(Clone, Debug)]
 pub struct TlsFiles {
     pub cert_pem: String,
     pub key_pem: String,
-}
-
-/// Reads `dir/api-cert.pem` and `dir/api-key.pem`, or makes them (valid for
-/// `names`: host names and IP addresses) when they do not exist yet.
-pub fn load_or_create(dir: &Path, names: &[String]) -> Result<TlsFiles, TlsError> {
-    let cert_path = dir.join("api-cert.pem");
-    let key_path = dir.join("api-key.pem");
-    let io = |p: &Path| {
-        let path = p.display().to_string();
-        move |source| TlsError::Io { path, source }
-    };
-    if cert_path.exists() && key_path.exists() {
-        return Ok(TlsFiles {
-            cert_pem: std::fs::read_to_string(&cert_path).map_err(io(&cert_path))?,
-            key_pem: std::fs::read_to_string(&key_path).map_err(io(&key_path))?,
-        });
-    }
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let ck = rcgen::generate_simple_self_signed(names.to_vec())?;
-    let files = TlsFiles {
-        cert_pem: ck.cert.pem(),
-        key_pem: ck.key_pair.serialize_pem(),
-    };
-    write_private(&key_path, files.key_pem.as_bytes()).map_err(io(&key_path))?;
-    std::fs::write(&cert_path, files.cert_pem.as_bytes()).map_err(io(&cert_path))?;
-    Ok(files)
 }
 
 /// Writes a file readable by its owner only, atomically.
@@ -90,14 +58,14 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
     Ok(Arc::new(config))
 }
 
-/// Serves `app` over TLS on `listener` until `shutdown` completes.
+/// Serves `app` over TLS on `listener` until `shutdown` completes; each
+/// connection uses the configuration current when it is accepted.
 pub async fn serve(
     listener: TcpListener,
-    config: Arc<rustls::ServerConfig>,
+    config: tokio::sync::watch::Receiver<Arc<rustls::ServerConfig>>,
     app: Router,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
     tokio::pin!(shutdown);
     loop {
         let (tcp, remote) = tokio::select! {
@@ -112,7 +80,7 @@ pub async fn serve(
                 }
             },
         };
-        let acceptor = acceptor.clone();
+        let acceptor = tokio_rustls::TlsAcceptor::from(config.borrow().clone());
         let app = app.clone();
         tokio::spawn(async move {
             let stream = match acceptor.accept(tcp).await {

@@ -65,6 +65,13 @@ pub async fn run(args: CaArgs, c: &Client) -> anyhow::Result<ExitCode> {
                 if !args.quiet {
                     eprintln!("rotation complete: every node holds a certificate of the new root");
                 }
+                // This CLI trusts the new root from now on; others learn it
+                // when they next save credentials from a manager.
+                let path = crate::paths::credentials_file();
+                if let Ok(mut creds) = crate::credentials::Credentials::load(&path) {
+                    creds.trust_roots(&status.trust_pem);
+                    creds.save(&path)?;
+                }
                 print!("{}", ensure_newline(&status.trust_pem));
                 return Ok(ExitCode::SUCCESS);
             }

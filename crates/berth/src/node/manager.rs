@@ -301,7 +301,6 @@ impl ManagerParts {
             }
             let _ = tokio::time::timeout(Duration::from_millis(200), changes.recv()).await;
         }
-        let api_dir = cfg.data_dir.join("api");
         let hostname = cfg.hostname.clone().unwrap_or_else(crate::hostname);
         let mut names = vec![
             "localhost".to_string(),
@@ -313,8 +312,13 @@ impl ManagerParts {
         if !cfg.addrs.api.ip().is_unspecified() {
             names.push(cfg.addrs.api.ip().to_string());
         }
-        let tls_files = controller::tls::load_or_create(&api_dir, &names)?;
-        let tls = controller::tls::server_config(&tls_files)?;
+        let api_cert = ApiCert {
+            store: store.clone(),
+            node_id: identity.node_id.clone(),
+            names,
+        };
+        let tls_files = api_cert.issue()?;
+        let (tls, tls_rx) = watch::channel(controller::tls::server_config(&tls_files)?);
         let listener = tokio::net::TcpListener::bind(cfg.addrs.api)
             .await
             .with_context(|| format!("listening for the API on {}", cfg.addrs.api))?;
@@ -333,7 +337,13 @@ impl ManagerParts {
             cfg.credentials_file.as_deref(),
             founder,
             api_adv.to_string(),
-            &tls_files.cert_pem,
+            &store
+                .view(|s| {
+                    s.cluster()
+                        .and_then(|c| c.security.as_ref())
+                        .map(|sec| sec.trust_pem())
+                })
+                .unwrap_or_default(),
         )
         .await?;
         let admin_hash = store
@@ -359,7 +369,7 @@ impl ManagerParts {
         let (api_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let api_task = tokio::spawn(controller::serve(
             listener,
-            tls,
+            tls_rx,
             controller::app(state),
             async {
                 let _ = stop_rx.await;
@@ -367,6 +377,8 @@ impl ManagerParts {
         ));
         self.stops.push(api_stop);
         self.tasks.push(api_task);
+        self.chores
+            .push(tokio::spawn(api_cert.keep_renewed(tls_files.cert_pem, tls)));
 
         // This manager's addresses, in its node record (retried in the
         // background: a write needs the group's quorum).
@@ -380,6 +392,93 @@ impl ManagerParts {
         self.chores
             .push(tokio::spawn(record_manager_status(store, node_id, status)));
         Ok(())
+    }
+}
+
+/// This manager's HTTPS API certificate, signed by the cluster root CA for
+/// the names clients dial, so a CLI that trusts the cluster's root reaches
+/// every manager. The key lives in memory only: a restart issues a new one.
+struct ApiCert {
+    store: store::Store,
+    node_id: String,
+    names: Vec<String>,
+}
+
+/// How often the API certificate is checked against the signing root when
+/// the store does not change.
+const API_CERT_RECHECK: Duration = Duration::from_secs(1);
+
+impl ApiCert {
+    /// A new key and certificate from the root that signs now, followed in
+    /// the chain by its cross-signed certificate during a rotation (so that
+    /// clients trusting only the old root still accept it).
+    fn issue(&self) -> anyhow::Result<controller::tls::TlsFiles> {
+        let (sec, validity) = self
+            .store
+            .view(|s| {
+                s.cluster()
+                    .and_then(|c| c.security.clone().map(|sec| (sec, c.node_cert_validity)))
+            })
+            .ok_or_else(|| anyhow::anyhow!("the store holds no cluster security"))?;
+        let root = ca_service::signing_root(&sec).context("the cluster root CA is unusable")?;
+        let key = ca::NodeKey::generate()?;
+        let validity = if validity.is_zero() {
+            ca::DEFAULT_NODE_CERT_VALIDITY
+        } else {
+            validity
+        };
+        let leaf = root
+            .issue_api_certificate(
+                &key.csr_pem()?,
+                &self.node_id,
+                &sec.cluster_id,
+                &self.names,
+                validity,
+                std::time::SystemTime::now(),
+            )
+            .context("signing the API certificate")?;
+        let cert_pem = match sec.chain_suffix() {
+            "" => leaf,
+            suffix => format!("{}\n{}", leaf.trim_end(), suffix),
+        };
+        Ok(controller::tls::TlsFiles {
+            cert_pem,
+            key_pem: key.key_pem(),
+        })
+    }
+
+    /// Issues a new certificate when the current one is due, or when another
+    /// root signs now (a CA rotation), and hands it to the API server.
+    async fn keep_renewed(
+        self,
+        mut cert_pem: String,
+        tls: watch::Sender<Arc<rustls::ServerConfig>>,
+    ) {
+        let mut changes = self.store.watch();
+        loop {
+            let signing = self.store.view(|s| {
+                s.cluster()
+                    .and_then(|c| c.security.as_ref())
+                    .map(|sec| sec.signing_root().cert_pem.clone())
+            });
+            let stale = signing
+                .is_some_and(|root| !ca::issued_by(&cert_pem, &root).unwrap_or(false))
+                || ca::needs_renewal(&cert_pem, std::time::SystemTime::now());
+            if stale {
+                match self
+                    .issue()
+                    .and_then(|f| Ok((controller::tls::server_config(&f)?, f)))
+                {
+                    Ok((config, files)) => {
+                        tls.send_replace(config);
+                        cert_pem = files.cert_pem;
+                        tracing::info!("the API certificate was renewed");
+                    }
+                    Err(e) => tracing::warn!("renewing the API certificate: {e:#}"),
+                }
+            }
+            let _ = tokio::time::timeout(API_CERT_RECHECK, changes.recv()).await;
+        }
     }
 }
 
@@ -429,14 +528,15 @@ async fn record_manager_status(store: store::Store, node_id: String, status: api
 /// every manager. The manager that founded the cluster (or resumes it) keeps
 /// the token in the credentials file when it matches the hash, and otherwise
 /// makes a new one (whoever can start the founding manager is its admin).
-/// Any manager adds its API address and certificate to a credentials file
-/// that holds the cluster's token, so the CLI can reach every manager.
+/// Any manager adds its API address (and any root the file lacks) to a
+/// credentials file that holds the cluster's token, so the CLI can reach
+/// every manager: their API certificates all come from the cluster root CA.
 async fn admin_credentials(
     store: &store::Store,
     file: Option<&Path>,
     founder: bool,
     host: String,
-    cert_pem: &str,
+    trust_pem: &str,
 ) -> anyhow::Result<Option<Credentials>> {
     let known = store
         .view(|s| {
@@ -463,9 +563,7 @@ async fn admin_credentials(
                 creds.managers.push(host.clone());
             }
             creds.managers.retain(|m| m != &creds.host);
-            if !creds.ca_pem.contains(cert_pem.trim()) {
-                creds.ca_pem = format!("{}\n{}", creds.ca_pem.trim_end(), cert_pem);
-            }
+            creds.trust_roots(trust_pem);
             if let Some(f) = file {
                 creds.save(f)?;
             }
@@ -497,7 +595,7 @@ async fn admin_credentials(
                 host,
                 managers: Vec::new(),
                 token,
-                ca_pem: cert_pem.to_string(),
+                ca_pem: trust_pem.to_string(),
             };
             if let Some(f) = file {
                 creds.save(f)?;

@@ -149,6 +149,9 @@ async fn a_root_ca_rotation_moves_every_node_to_the_new_root_without_interruptio
     let worker = join_worker(&n, wdir.path()).await;
     let tasks = tasks_on_worker(&n, &worker, 82).await;
     let old_root = n.node.identity().trust_pem;
+    // The CLI trusts the cluster root, which signs every manager's API
+    // certificate, and nothing else.
+    assert_eq!(n.creds().ca_pem.trim(), old_root.trim());
     let old_tokens = n.store().view(|s| {
         s.cluster()
             .and_then(|c| c.security.as_ref())
@@ -181,7 +184,14 @@ async fn a_root_ca_rotation_moves_every_node_to_the_new_root_without_interruptio
     assert!(!ca::issued_by(&worker.identity().cert_pem, &old_root).unwrap());
     assert!(worker_ready(&n, &worker));
     assert_eq!(running_on(&n, &worker.node_id), tasks);
+    // A client that trusts only the old root still reaches the API (its
+    // certificate's chain carries the cross-signed new root), and the CLI
+    // that ran the rotation trusts the new root as well now.
     let status: controller::wire::CaStatus = n.client.get("/api/v1/cluster/ca").await.unwrap();
+    let saved =
+        berth::credentials::Credentials::load(&n.config_dir().join("credentials.json")).unwrap();
+    assert!(saved.ca_pem.contains(new_root.trim()), "{}", saved.ca_pem);
+    assert!(saved.ca_pem.contains(old_root.trim()));
     assert!(status.rotation.is_none());
     assert_eq!(status.root_digest, digest(&new_root));
 

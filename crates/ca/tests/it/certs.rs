@@ -257,3 +257,56 @@ fn a_certificate_never_outlives_its_root() {
     let expected_end = now.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64 + 3600;
     assert!((parsed.validity().not_after.timestamp() - expected_end).abs() <= 1);
 }
+
+#[test]
+fn an_api_certificate_serves_its_names_and_is_never_a_nodes() {
+    let root = RootCa::generate("berth cluster root CA", DEFAULT_ROOT_CA_VALIDITY, SystemTime::now())
+        .unwrap();
+    let key = NodeKey::generate().unwrap();
+    let names = ["localhost".to_string(), "127.0.0.7".into(), "::1".into()];
+    let pem = root
+        .issue_api_certificate(
+            &key.csr_pem().unwrap(),
+            "n1",
+            "c1",
+            &names,
+            DEFAULT_NODE_CERT_VALIDITY,
+            SystemTime::now(),
+        )
+        .unwrap();
+    assert!(chains_to(&pem, &[root.cert_pem()]));
+    // A client checking the host name accepts every name given, nothing else.
+    let mut store = rustls::RootCertStore::empty();
+    store.add(der(root.cert_pem())).unwrap();
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        std::sync::Arc::new(store),
+        std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .build()
+    .unwrap();
+    use rustls::client::danger::ServerCertVerifier;
+    let verify = |name: &str| {
+        let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+        verifier
+            .verify_server_cert(&der(&pem), &[], &name, &[], UnixTime::now())
+            .is_ok()
+    };
+    for n in ["localhost", "127.0.0.7", "::1"] {
+        assert!(verify(n), "{n}");
+    }
+    assert!(!verify("127.0.0.8"));
+    assert!(!verify("example.com"));
+    // Not a node's, nor a user's.
+    assert!(identity_of(der(&pem).as_ref()).is_err());
+    assert!(client_identity_of(der(&pem).as_ref()).is_err());
+    // A name that is neither a DNS name nor an IP is refused.
+    let bad = root.issue_api_certificate(
+        &key.csr_pem().unwrap(),
+        "n1",
+        "c1",
+        &["not a name!".to_string()],
+        DEFAULT_NODE_CERT_VALIDITY,
+        SystemTime::now(),
+    );
+    assert!(matches!(bad, Err(CaError::InvalidName { .. })), "{bad:?}");
+}
