@@ -75,6 +75,14 @@ pub struct Cluster {
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(with = "crate::duration", default = "default_node_cert_validity")]
     pub node_cert_validity: std::time::Duration,
+    /// How often the leader replaces the gossip key (Swarm rotates its
+    /// network keys every 12 hours); zero never rotates.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    #[serde(
+        with = "crate::duration",
+        default = "default_gossip_key_rotation"
+    )]
+    pub gossip_key_rotation: std::time::Duration,
     /// The cluster's identity and secrets, made by `berth init` (and `berth
     /// up`). Held only in the managers' store: the API never serves it.
     #[serde(default)]
@@ -136,6 +144,36 @@ pub struct ClusterSecurity {
     /// A rotation of the cluster root CA under way (`berth ca --rotate`).
     #[serde(default)]
     pub root_rotation: Option<RootRotation>,
+    /// Where the gossip keys stand in their rotation.
+    #[serde(default)]
+    pub gossip_key_stage: GossipKeyStage,
+}
+
+/// The gossip keys' rotation, in three steps so that no node ever seals with
+/// a key another node cannot open yet: a new key is first accepted
+/// everywhere, then sent with, then the old one is dropped.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipKeyStage {
+    pub step: GossipKeyStep,
+    /// When the keys entered this step (the proposer's clock); none in a
+    /// cluster made before rotations, whose clock the leader then starts.
+    #[serde(default)]
+    pub since: Option<Timestamp>,
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GossipKeyStep {
+    /// One key (the first of `gossip_keys`) until the next rotation.
+    #[default]
+    Steady,
+    /// The last key is new: accepted by every node, not yet sent with.
+    Adding,
+    /// The first key is new and sent with; the others are old, still
+    /// accepted until they are dropped.
+    Retiring,
 }
 
 /// A cluster root CA rotation, as Swarm does it: the new root signs every
@@ -185,11 +223,18 @@ fn default_node_cert_validity() -> std::time::Duration {
     Cluster::DEFAULT_NODE_CERT_VALIDITY
 }
 
+fn default_gossip_key_rotation() -> std::time::Duration {
+    Cluster::DEFAULT_GOSSIP_KEY_ROTATION
+}
+
 impl Cluster {
     pub const ID: &'static str = "default";
     /// Swarm's default certificate expiry: 90 days.
     pub const DEFAULT_NODE_CERT_VALIDITY: std::time::Duration =
         std::time::Duration::from_secs(90 * 24 * 3600);
+    /// Swarm's network key rotation: every 12 hours.
+    pub const DEFAULT_GOSSIP_KEY_ROTATION: std::time::Duration =
+        std::time::Duration::from_secs(12 * 3600);
 
     pub fn new(name: impl Into<String>) -> Cluster {
         Cluster {
@@ -198,6 +243,7 @@ impl Cluster {
             task_history_limit: 5,
             heartbeat_period: std::time::Duration::from_secs(5),
             node_cert_validity: Cluster::DEFAULT_NODE_CERT_VALIDITY,
+            gossip_key_rotation: Cluster::DEFAULT_GOSSIP_KEY_ROTATION,
             security: None,
         }
     }

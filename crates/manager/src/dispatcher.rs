@@ -3,11 +3,14 @@
 //!
 //! It registers nodes and opens sessions, long-polls each node's assignments
 //! from the store's watch, batches the task status reports of all sessions
-//! into few store updates, and marks a node down when its heartbeats stop.
+//! into few store updates, and marks a node down when [`crate::liveness`]
+//! says so: its heartbeats stopped, or gossip says it died and its
+//! assignments long-poll (or its heartbeat) agrees.
 //! Sessions live in memory only: after a manager restart every agent gets
 //! `InvalidSession` and registers again with its node id, which keeps the node
 //! and its tasks.
 
+use crate::liveness::{judge, GossipView, Signals, Verdict};
 use api::dispatch::{Assignments, DispatchError, Dispatcher, Session, TaskStatusUpdate};
 use api::{Event, Node, NodeDescription, NodeRole, NodeState, Object, Op, State, TaskState};
 use std::collections::{BTreeMap, HashMap};
@@ -15,17 +18,18 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 use store::{Store, StoreError};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
 /// The heartbeat period when the cluster object does not set one (Swarm's).
 pub const DEFAULT_HEARTBEAT_PERIOD: Duration = Duration::from_secs(5);
 
-/// A node that has not heartbeated for this many periods is marked down.
-const MISSED_HEARTBEATS: u32 = 3;
+/// The status message of a node marked down by its heartbeat grace.
+pub use crate::liveness::HEARTBEAT_FAILURE;
 
-/// The status message of a node marked down by the dispatcher.
-pub const HEARTBEAT_FAILURE: &str = "heartbeat failure";
+/// The longest wait between two liveness checks; a gossip change or a
+/// closed assignments poll wakes the check at once.
+const MAX_CHECK_TICK: Duration = Duration::from_millis(250);
 
 /// Attempts at a read-modify-write of a node before giving up on conflicts.
 const NODE_WRITE_ATTEMPTS: usize = 5;
@@ -42,6 +46,9 @@ pub struct DispatcherConfig {
     /// Most status reports written in one store entry, so that an entry stays
     /// small however many reports queue up.
     pub max_status_batch: usize,
+    /// What this manager's gossip member says of the nodes; without it,
+    /// only heartbeats decide (see [`crate::liveness`]).
+    pub gossip: Option<GossipView>,
 }
 
 impl DispatcherConfig {
@@ -50,6 +57,7 @@ impl DispatcherConfig {
             role,
             addr: "127.0.0.1".into(),
             max_status_batch: 1000,
+            gossip: None,
         }
     }
 }
@@ -65,6 +73,8 @@ struct Inner {
     config: DispatcherConfig,
     sessions: Mutex<Sessions>,
     status_tx: mpsc::Sender<PendingStatus>,
+    /// Wakes the liveness check (an assignments poll ended).
+    wake: Arc<Notify>,
 }
 
 #[derive(Default)]
@@ -73,6 +83,17 @@ struct Sessions {
     by_id: HashMap<String, String>,
     /// Node id → what this dispatcher knows of the node's liveness.
     nodes: HashMap<String, Liveness>,
+    /// Node id → its assignments polls at this dispatcher, whatever session
+    /// they belong to (an old session's poll ends only when it next wakes).
+    polls: HashMap<String, Polls>,
+}
+
+#[derive(Default)]
+struct Polls {
+    open: usize,
+    /// When the last open poll ended; cleared when the node registers, so
+    /// that only a poll of the new session closing counts.
+    closed_at: Option<Instant>,
 }
 
 struct Liveness {
@@ -84,6 +105,56 @@ struct Liveness {
     /// The assignments last returned to the session, to tell whether a new
     /// store change is news to the agent.
     last_sent: Option<Sent>,
+    /// The suspicion this dispatcher wrote into the node's status message
+    /// (the node still ready), cleared once the node is well again.
+    noted: String,
+}
+
+impl Liveness {
+    fn new(session_id: Option<String>, now: Instant) -> Liveness {
+        Liveness {
+            session_id,
+            last_seen: now,
+            down: false,
+            last_sent: None,
+            noted: String::new(),
+        }
+    }
+}
+
+/// Counts an assignments poll as open while it lives; dropped when the poll
+/// returns or is abandoned (the agent's stream closed).
+struct PollGuard<'a> {
+    inner: &'a Inner,
+    node_id: String,
+}
+
+impl<'a> PollGuard<'a> {
+    fn open(inner: &'a Inner, node_id: &str) -> PollGuard<'a> {
+        inner
+            .sessions()
+            .polls
+            .entry(node_id.to_string())
+            .or_default()
+            .open += 1;
+        PollGuard {
+            inner,
+            node_id: node_id.to_string(),
+        }
+    }
+}
+
+impl Drop for PollGuard<'_> {
+    fn drop(&mut self) {
+        let mut sessions = self.inner.sessions();
+        if let Some(p) = sessions.polls.get_mut(&self.node_id) {
+            p.open = p.open.saturating_sub(1);
+            if p.open == 0 {
+                p.closed_at = Some(Instant::now());
+                self.inner.wake.notify_one();
+            }
+        }
+    }
 }
 
 struct Sent {
@@ -117,9 +188,12 @@ impl LocalDispatcher {
             config,
             sessions: Mutex::new(Sessions::default()),
             status_tx,
+            wake: Arc::new(Notify::new()),
         });
         tokio::spawn(status_writer(store, status_rx, max_batch));
-        tokio::spawn(heartbeat_monitor(Arc::downgrade(&inner)));
+        let wake = inner.wake.clone();
+        let gossip = inner.config.gossip.clone();
+        tokio::spawn(liveness_monitor(Arc::downgrade(&inner), wake, gossip));
         LocalDispatcher { inner }
     }
 }
@@ -172,7 +246,9 @@ impl Inner {
         )))
     }
 
-    /// One round of the heartbeat monitor; returns the current period.
+    /// One round of the liveness monitor: judges every node this dispatcher
+    /// tracks (see [`crate::liveness`]) and writes what changed. Returns the
+    /// current heartbeat period.
     async fn check_liveness(&self) -> Duration {
         let (period, ready) = self.store.view(|s| {
             let ready: Vec<String> = s
@@ -186,45 +262,79 @@ impl Inner {
             return period;
         }
         let now = Instant::now();
-        let expired: Vec<String> = {
-            let mut sessions = self.sessions();
+        let verdicts: Vec<(String, Verdict)> = {
+            let mut guard = self.sessions();
+            let sessions = &mut *guard;
             // A node the store holds as ready that never spoke to this
             // dispatcher (it just started, or just became the leader) gets a
             // full grace period to reconnect before it is marked down.
             for id in ready {
-                sessions.nodes.entry(id).or_insert_with(|| Liveness {
-                    session_id: None,
-                    last_seen: now,
-                    down: false,
-                    last_sent: None,
-                });
+                sessions
+                    .nodes
+                    .entry(id)
+                    .or_insert_with(|| Liveness::new(None, now));
             }
+            let gossip = self.config.gossip.as_ref().map(|g| g.borrow());
             sessions
                 .nodes
                 .iter()
-                .filter(|(_, l)| {
-                    !l.down && now.duration_since(l.last_seen) > period * MISSED_HEARTBEATS
+                .filter(|(_, l)| !l.down)
+                .filter_map(|(id, l)| {
+                    let signals = Signals {
+                        since_heartbeat: now.duration_since(l.last_seen),
+                        heartbeat_period: period,
+                        gossip: gossip.as_ref().and_then(|g| g.get(id).copied()),
+                        stream_closed_for: sessions
+                            .polls
+                            .get(id)
+                            .filter(|p| p.open == 0)
+                            .and_then(|p| p.closed_at)
+                            .map(|at| now.duration_since(at)),
+                    };
+                    let verdict = judge(&signals);
+                    let news = match &verdict {
+                        Verdict::Ready => !l.noted.is_empty(),
+                        Verdict::Suspect(m) => l.noted != *m,
+                        Verdict::Down(_) => true,
+                    };
+                    news.then(|| (id.clone(), verdict))
                 })
-                .map(|(id, _)| id.clone())
                 .collect()
         };
-        for id in expired {
-            match self
-                .set_node_state(&id, NodeState::Down, HEARTBEAT_FAILURE)
-                .await
-            {
+        for (id, verdict) in verdicts {
+            let (state, message) = match &verdict {
+                Verdict::Ready => (NodeState::Ready, ""),
+                Verdict::Suspect(m) => (NodeState::Ready, m.as_str()),
+                Verdict::Down(m) => (NodeState::Down, m.as_str()),
+            };
+            match self.set_node_state(&id, state, message).await {
                 Ok(exists) => {
                     let mut sessions = self.sessions();
-                    if exists {
-                        tracing::warn!(node = %id, "node marked down: {HEARTBEAT_FAILURE}");
-                        if let Some(l) = sessions.nodes.get_mut(&id) {
-                            l.down = true;
-                        }
-                    } else {
+                    if !exists {
                         forget_node(&mut sessions, &id);
+                        sessions.polls.remove(&id);
+                        continue;
+                    }
+                    let Some(l) = sessions.nodes.get_mut(&id) else {
+                        continue;
+                    };
+                    match verdict {
+                        Verdict::Down(m) => {
+                            tracing::warn!(node = %id, "node marked down: {m}");
+                            l.down = true;
+                            l.noted.clear();
+                        }
+                        Verdict::Suspect(m) => {
+                            tracing::info!(node = %id, "node still ready, but {m}");
+                            l.noted = m;
+                        }
+                        Verdict::Ready => {
+                            tracing::info!(node = %id, "node well again");
+                            l.noted.clear();
+                        }
                     }
                 }
-                Err(e) => tracing::warn!(node = %id, "could not mark node down: {e}"),
+                Err(e) => tracing::warn!(node = %id, "could not write the node's liveness: {e}"),
             }
         }
         period
@@ -377,13 +487,12 @@ impl Dispatcher for LocalDispatcher {
             sessions.by_id.insert(session_id.clone(), node_id.clone());
             sessions.nodes.insert(
                 node_id.clone(),
-                Liveness {
-                    session_id: Some(session_id.clone()),
-                    last_seen: Instant::now(),
-                    down: false,
-                    last_sent: None,
-                },
+                Liveness::new(Some(session_id.clone()), Instant::now()),
             );
+            // Only a poll of the new session closing is a signal from now on.
+            if let Some(p) = sessions.polls.get_mut(&node_id) {
+                p.closed_at = None;
+            }
         }
         tracing::info!(node = %node_id, "node registered");
         Ok(Session {
@@ -401,6 +510,7 @@ impl Dispatcher for LocalDispatcher {
     ) -> Result<Assignments, DispatchError> {
         let inner = &self.inner;
         let node_id = inner.session_node(session)?;
+        let _open = PollGuard::open(inner, &node_id);
         // Subscribe before reading, so that no change falls between the two.
         let mut changes = inner.store.watch();
         let deadline = Instant::now() + timeout;
@@ -492,6 +602,7 @@ impl Dispatcher for LocalDispatcher {
             inner.set_node_state(&node_id, NodeState::Ready, "").await?;
             if let Some(l) = inner.sessions().nodes.get_mut(&node_id) {
                 l.down = false;
+                l.noted.clear();
             }
             tracing::info!(node = %node_id, "node ready again");
         }
@@ -552,17 +663,34 @@ async fn status_writer(store: Store, mut rx: mpsc::Receiver<PendingStatus>, max_
     }
 }
 
-/// Marks nodes down when their heartbeats stop; ends with the dispatcher.
-async fn heartbeat_monitor(inner: Weak<Inner>) {
+/// Judges the nodes' liveness several times per heartbeat period, and at
+/// once when gossip's view changes or an assignments poll ends; ends with
+/// the dispatcher.
+async fn liveness_monitor(inner: Weak<Inner>, wake: Arc<Notify>, mut gossip: Option<GossipView>) {
     loop {
         let period = match inner.upgrade() {
             Some(inner) => inner.check_liveness().await,
             None => return,
         };
-        // Check several times per period so a node is marked down soon after
-        // its deadline, whatever the period.
-        let tick = (period / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
-        tokio::time::sleep(tick).await;
+        // Several times per period, so a node is marked down soon after its
+        // deadline whatever the period; the stream gap needs a recheck too.
+        let tick = (period / 4).clamp(Duration::from_millis(10), MAX_CHECK_TICK);
+        let gossip_changed = async {
+            match gossip.as_mut() {
+                Some(g) => g.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(tick) => {}
+            () = wake.notified() => {}
+            alive = gossip_changed => {
+                if !alive {
+                    // The node's gossip stopped: heartbeats alone decide.
+                    gossip = None;
+                }
+            }
+        }
     }
 }
 

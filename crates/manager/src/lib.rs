@@ -11,9 +11,12 @@ pub mod scheduler;
 pub mod updater;
 
 pub mod dispatcher;
+pub mod gossip_keys;
+pub mod liveness;
 pub mod roles;
 pub mod rpc;
 pub mod runtime;
 
 pub use dispatcher::{DispatcherConfig, LocalDispatcher};
+pub use liveness::{GossipState, GossipView};
 pub use runtime::{Manager, ManagerConfig, ManagerStats};

@@ -35,6 +35,9 @@ pub struct ManagerConfig {
     /// A pass runs at least this often even when nothing changed, as a safety
     /// net against a missed wake-up.
     pub resync: Duration,
+    /// The time between two steps of a gossip key rotation (see
+    /// [`crate::gossip_keys`]); the period is the cluster's.
+    pub gossip_key_grace: Duration,
 }
 
 impl Default for ManagerConfig {
@@ -45,6 +48,7 @@ impl Default for ManagerConfig {
             min_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
             resync: Duration::from_secs(30),
+            gossip_key_grace: crate::gossip_keys::DEFAULT_GRACE,
         }
     }
 }
@@ -83,6 +87,10 @@ pub struct Manager {
 
 /// A component: a pure function from the state to the changes it wants.
 type Component = fn(&State, Timestamp) -> Plan;
+
+/// A component, or the gossip key rotation (which takes its grace and a
+/// key maker as well), as a pass runs it.
+type Planner<'a> = dyn Fn(&State, Timestamp) -> Plan + Sync + 'a;
 
 /// The components in the order a pass runs them: the orchestrator creates and
 /// retires tasks, the scheduler places the new ones in the same pass, the
@@ -163,7 +171,7 @@ async fn control_loop(
         }
 
         let next = tokio::select! {
-            next = run_pass(&store, &counters) => next,
+            next = run_pass(&store, &counters, &config) => next,
             _ = stop.changed() => return,
         };
         let deadline = match next {
@@ -196,14 +204,26 @@ async fn control_loop(
 }
 
 /// Runs every component once, submitting each non-empty plan as its own batch.
-async fn run_pass(store: &Store, counters: &Counters) -> Next {
+async fn run_pass(store: &Store, counters: &Counters, config: &ManagerConfig) -> Next {
     counters.passes.fetch_add(1, Ordering::Relaxed);
     // Wall-clock time goes into the plans: it is stored in objects and compared
     // with timestamps the store holds.
     let now = Timestamp::now();
     let start_index = store.view(|s| s.index());
     let mut wake_at: Option<Timestamp> = None;
-    for (name, component) in COMPONENTS {
+    let gossip_keys = |state: &State, now| {
+        crate::gossip_keys::plan(
+            state,
+            now,
+            config.gossip_key_grace,
+            &mut crate::gossip_keys::new_key,
+        )
+    };
+    let components = COMPONENTS
+        .iter()
+        .map(|(name, c)| (*name, c as &Planner<'_>))
+        .chain([("gossip keys", &gossip_keys as &Planner<'_>)]);
+    for (name, component) in components {
         let plan = store.view(|state| component(state, now));
         wake_at = earliest(wake_at, plan.wake_at);
         if plan.ops.is_empty() {

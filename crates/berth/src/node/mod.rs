@@ -507,6 +507,7 @@ fn found_cluster(rpc_adv: &SocketAddr) -> anyhow::Result<(Identity, ClusterSecur
         gossip_keys: vec![gossip_key.clone()],
         admin_token_sha256: String::new(),
         root_rotation: None,
+        gossip_key_stage: Default::default(),
     };
     let identity = Identity {
         node_id,

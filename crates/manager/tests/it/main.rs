@@ -4,6 +4,8 @@
 //! by the agent's client and a real agent.
 
 mod dispatcher;
+mod gossip_keys;
 mod lifecycle;
+mod liveness;
 mod rpc;
 mod support;

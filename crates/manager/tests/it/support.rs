@@ -4,7 +4,7 @@
 
 use api::dispatch::{DispatchError, Dispatcher, Session, TaskStatusUpdate};
 use api::{Op, Service, ServiceMode, ServiceSpec, State, Task, TaskSpec, TaskState, TaskStatus};
-use manager::{LocalDispatcher, Manager, ManagerConfig};
+use manager::{DispatcherConfig, LocalDispatcher, Manager, ManagerConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,6 +28,21 @@ impl Harness {
     /// A leader store holding a cluster object with this heartbeat period,
     /// a dispatcher, and the control loop if `with_manager`.
     pub async fn start(heartbeat_period: Duration, with_manager: bool) -> Harness {
+        Harness::start_with(
+            heartbeat_period,
+            with_manager,
+            DispatcherConfig::new(api::NodeRole::Manager),
+        )
+        .await
+    }
+
+    /// As [`Harness::start`], with a dispatcher configured by `config` (a
+    /// gossip view, for instance).
+    pub async fn start_with(
+        heartbeat_period: Duration,
+        with_manager: bool,
+        config: DispatcherConfig,
+    ) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = open_store(&dir).await;
         let mut cluster = api::Cluster::new("test");
@@ -41,7 +56,7 @@ impl Harness {
         } else {
             None
         };
-        let dispatcher = LocalDispatcher::new(store.clone(), api::NodeRole::Manager);
+        let dispatcher = LocalDispatcher::with_config(store.clone(), config);
         Harness {
             store,
             manager,

@@ -1,0 +1,264 @@
+//! How the leader decides that a node is down, from several signals: its
+//! dispatcher heartbeats, its assignments long-poll, and what the gossip
+//! group (SWIM) says of it.
+//!
+//! Heartbeats alone are slow: a node is down only after three missed periods
+//! (15 s with Swarm's 5 s period). Gossip alone is fast (a crashed member is
+//! down within about a second and a half) but it is one signal, and a
+//! datagram path that hiccups (a loaded host, a firewall on UDP) makes SWIM
+//! declare a live member down. Rescheduling a node's tasks on that alone
+//! would be the "reschedule storm" the issue forbids. So [`judge`] marks a
+//! node down when
+//!
+//! - its heartbeat grace expired (as Swarm does), or
+//! - gossip says it is down **and** a second, independent signal agrees: the
+//!   node has no assignments long-poll open at this dispatcher (a killed
+//!   process closes its TCP connection, so its gRPC stream ends at once; a
+//!   live agent keeps one open at all times and reopens it within
+//!   milliseconds), or its heartbeat is late by half a period (a hung or
+//!   unplugged machine, whose TCP connection stays open; an agent sleeps a
+//!   period between heartbeats, so one period exactly is the normal gap).
+//!
+//! Suspicion alone never marks a node down: it only notes it in the node's
+//! status message (still ready), as does a gossip verdict that the
+//! dispatcher contradicts.
+//!
+//! The manager does not run gossip itself (it must not depend on the agent):
+//! the node's wiring bridges its gossip member's view into a [`GossipView`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// A node as the gossip group sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GossipState {
+    Alive,
+    /// A member failed to get an answer from it; it may still refute.
+    Suspect,
+    /// Confirmed dead by the group, or left it.
+    Down,
+}
+
+/// Node id → its gossip state, as this manager's gossip member sees it now.
+/// Nodes gossip does not know (not started yet, another version) are absent.
+pub type GossipView = watch::Receiver<BTreeMap<String, GossipState>>;
+
+/// A heartbeat grace of this many periods marks a node down (Swarm's).
+pub const MISSED_HEARTBEATS: u32 = 3;
+
+/// How long no assignments long-poll of a node may be open before that
+/// counts as a signal. A live agent's stream moves from one poll to the
+/// next in microseconds; this leaves room for a loaded host.
+pub const STREAM_GAP: Duration = Duration::from_millis(500);
+
+/// The status message of a node marked down by its heartbeat grace alone.
+pub const HEARTBEAT_FAILURE: &str = "heartbeat failure";
+
+/// Everything [`judge`] looks at, about one node, at one instant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signals {
+    /// Since the node's last heartbeat (or registration, or since this
+    /// dispatcher started tracking it).
+    pub since_heartbeat: Duration,
+    pub heartbeat_period: Duration,
+    /// What gossip says; `None` when gossip does not know the node.
+    pub gossip: Option<GossipState>,
+    /// How long the node has had no assignments poll open here, counted from
+    /// the end of the last one; `None` while one is open, or when none was
+    /// seen since the node registered (then the heartbeat signal stands in).
+    pub stream_closed_for: Option<Duration>,
+}
+
+/// What the dispatcher makes of a node's signals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Ready,
+    /// Still ready (its tasks stay), with a status message saying what is
+    /// amiss, for `node ls` and the logs.
+    Suspect(String),
+    /// Marked down (its tasks are rescheduled); the message names the
+    /// signals that decided it.
+    Down(String),
+}
+
+/// The liveness rule (see the module's comment). Pure: tested with a table.
+pub fn judge(s: &Signals) -> Verdict {
+    let period = s.heartbeat_period;
+    if s.since_heartbeat > period * MISSED_HEARTBEATS {
+        return Verdict::Down(HEARTBEAT_FAILURE.into());
+    }
+    let stream_closed = s.stream_closed_for.is_some_and(|d| d >= STREAM_GAP);
+    let heartbeat_late = s.since_heartbeat > period + period / 2;
+    match s.gossip {
+        Some(GossipState::Down) => {
+            let mut confirmed = Vec::new();
+            if stream_closed {
+                confirmed.push("assignments stream closed");
+            }
+            if heartbeat_late {
+                confirmed.push("heartbeat late");
+            }
+            if confirmed.is_empty() {
+                Verdict::Suspect("gossip: down, but its dispatcher session is alive".into())
+            } else {
+                Verdict::Down(format!("gossip: down; {}", confirmed.join("; ")))
+            }
+        }
+        Some(GossipState::Suspect) => Verdict::Suspect("gossip: suspect".into()),
+        _ if heartbeat_late => Verdict::Suspect("heartbeat late".into()),
+        _ => Verdict::Ready,
+    }
+}
+
+/// Whether `message` is one [`judge`] gives a node it keeps ready, so that
+/// the dispatcher clears it once the node is well again and leaves other
+/// messages alone.
+pub fn is_suspicion(message: &str) -> bool {
+    message == "gossip: suspect"
+        || message == "heartbeat late"
+        || message.starts_with("gossip: down, but")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: Duration = Duration::from_secs(5);
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn the_rule_needs_two_signals_or_the_grace_period() {
+        use GossipState::*;
+        let down = |m: &str| Verdict::Down(m.into());
+        let suspect = |m: &str| Verdict::Suspect(m.into());
+        // (since heartbeat, gossip, stream closed for, verdict)
+        let cases: Vec<(Duration, Option<GossipState>, Option<Duration>, Verdict)> = vec![
+            // All well, with or without gossip.
+            (ms(100), Some(Alive), None, Verdict::Ready),
+            (ms(100), None, None, Verdict::Ready),
+            // A stream between two polls, or reconnecting: not a signal alone.
+            (ms(100), Some(Alive), Some(ms(3000)), Verdict::Ready),
+            (ms(100), None, Some(ms(3000)), Verdict::Ready),
+            // Suspicion alone never marks a node down.
+            (ms(100), Some(Suspect), None, suspect("gossip: suspect")),
+            (
+                ms(100),
+                Some(Suspect),
+                Some(ms(3000)),
+                suspect("gossip: suspect"),
+            ),
+            (
+                ms(6000),
+                Some(Suspect),
+                Some(ms(6000)),
+                suspect("gossip: suspect"),
+            ),
+            // Gossip down while the dispatcher hears the node: a UDP blip.
+            (
+                ms(100),
+                Some(Down),
+                None,
+                suspect("gossip: down, but its dispatcher session is alive"),
+            ),
+            // ... or a stream that closed only just now (between two polls).
+            (
+                ms(100),
+                Some(Down),
+                Some(ms(10)),
+                suspect("gossip: down, but its dispatcher session is alive"),
+            ),
+            // Gossip down and the stream closed: a dead process.
+            (
+                ms(100),
+                Some(Down),
+                Some(STREAM_GAP),
+                down("gossip: down; assignments stream closed"),
+            ),
+            (
+                ms(2000),
+                Some(Down),
+                Some(ms(1500)),
+                down("gossip: down; assignments stream closed"),
+            ),
+            // Gossip down and heartbeats late: a hung machine, TCP still open.
+            (
+                ms(7501),
+                Some(Down),
+                None,
+                down("gossip: down; heartbeat late"),
+            ),
+            (
+                ms(8000),
+                Some(Down),
+                Some(ms(8000)),
+                down("gossip: down; assignments stream closed; heartbeat late"),
+            ),
+            // Heartbeats late alone: noted, not down.
+            (ms(7501), Some(Alive), None, suspect("heartbeat late")),
+            (ms(9000), None, Some(ms(9000)), suspect("heartbeat late")),
+            // The grace period alone marks it down, whatever gossip says.
+            (ms(15_001), Some(Alive), None, down(HEARTBEAT_FAILURE)),
+            (ms(15_001), None, None, down(HEARTBEAT_FAILURE)),
+            (
+                ms(15_001),
+                Some(Down),
+                Some(ms(15_001)),
+                down(HEARTBEAT_FAILURE),
+            ),
+            (ms(15_000), Some(Alive), None, suspect("heartbeat late")),
+            // One period exactly is an agent's normal gap between heartbeats.
+            (ms(5200), Some(Alive), None, Verdict::Ready),
+            (
+                ms(5200),
+                Some(Down),
+                None,
+                suspect("gossip: down, but its dispatcher session is alive"),
+            ),
+        ];
+        for (since_heartbeat, gossip, stream_closed_for, want) in cases {
+            let signals = Signals {
+                since_heartbeat,
+                heartbeat_period: P,
+                gossip,
+                stream_closed_for,
+            };
+            assert_eq!(judge(&signals), want, "{signals:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_rules_own_suspicions_are_cleared() {
+        for verdict in [
+            judge(&Signals {
+                since_heartbeat: ms(1),
+                heartbeat_period: P,
+                gossip: Some(GossipState::Suspect),
+                stream_closed_for: None,
+            }),
+            judge(&Signals {
+                since_heartbeat: ms(1),
+                heartbeat_period: P,
+                gossip: Some(GossipState::Down),
+                stream_closed_for: None,
+            }),
+            judge(&Signals {
+                since_heartbeat: ms(7501),
+                heartbeat_period: P,
+                gossip: None,
+                stream_closed_for: None,
+            }),
+        ] {
+            let Verdict::Suspect(m) = verdict else {
+                panic!("a suspicion: {verdict:?}");
+            };
+            assert!(is_suspicion(&m), "{m}");
+        }
+        assert!(!is_suspicion(""));
+        assert!(!is_suspicion("joined, waiting for its agent"));
+        assert!(!is_suspicion(HEARTBEAT_FAILURE));
+    }
+}
