@@ -166,10 +166,36 @@ async fn run_node(flags: NodeFlags, membership: Membership) -> anyhow::Result<Ex
     }
     lines.push("Press Ctrl-C to stop this node (its tasks are stopped).".into());
     super::say_out(&lines.join("\n"));
-    super::up::wait_for_signal().await?;
-    super::say_err("stopping: tasks first, then the node …");
-    node.shutdown().await?;
-    super::say_err("stopped.");
+    super::up::run_until_stopped(node).await
+}
+
+#[derive(Args, Debug)]
+pub struct LeaveArgs {
+    /// The data dir of the node that leaves [default: /var/lib/berth as root, else ~/.local/share/berth].
+    #[arg(long, env = "BERTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Leave even if this node is a manager (as `docker swarm leave --force`).
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// `berth leave`: the node on this machine leaves the cluster — asked
+/// through its control socket when it runs, done in place when it does not.
+pub async fn leave(args: LeaveArgs) -> anyhow::Result<ExitCode> {
+    let data_dir = args.data_dir.unwrap_or_else(crate::paths::default_data_dir);
+    match crate::node::ipc::request_leave(&data_dir, args.force).await? {
+        Some(()) => println!("Node left the cluster."),
+        None => {
+            let program =
+                std::env::current_exe().context("finding the berth binary (to stop tasks)")?;
+            let shim = agent::ShimCommand {
+                program,
+                args: vec!["shim".into()],
+            };
+            crate::node::leave_stopped(&data_dir, args.force, shim).await?;
+            println!("Node left the cluster (it was not running).");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -53,6 +53,8 @@ pub enum Command {
     Init(cluster::InitArgs),
     /// Join a cluster as a worker or a manager (the token says which), and run until Ctrl-C.
     Join(cluster::JoinArgs),
+    /// Make the node on this machine leave the cluster (a manager only with --force).
+    Leave(cluster::LeaveArgs),
     /// Show (or rotate) the command that adds a worker or a manager.
     JoinToken(cluster::JoinTokenArgs),
     /// Show the cluster root CA's certificate, or rotate it (--rotate).
@@ -93,6 +95,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(args) => up::run(args, &cli.log).await,
         Command::Init(args) => cluster::init(args, &cli.log).await,
         Command::Join(args) => cluster::join(args, &cli.log).await,
+        Command::Leave(args) => cluster::leave(args).await,
         Command::JoinToken(args) => {
             cluster::join_token(args, &client(&cli.host, &cli.token)?).await
         }

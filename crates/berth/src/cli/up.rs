@@ -85,11 +85,7 @@ pub async fn run(args: UpArgs, log: &str) -> anyhow::Result<ExitCode> {
         credentials_file.display()
     ));
 
-    wait_for_signal().await?;
-    say_err("stopping: tasks first, then the manager and the store …");
-    node.shutdown().await?;
-    say_err("stopped.");
-    Ok(ExitCode::SUCCESS)
+    run_until_stopped(node).await
 }
 
 pub(crate) async fn wait_for_signal() -> anyhow::Result<()> {
@@ -101,4 +97,35 @@ pub(crate) async fn wait_for_signal() -> anyhow::Result<()> {
         _ = int.recv() => {}
     }
     Ok(())
+}
+
+/// Runs a started node until Ctrl-C (or SIGTERM) stops it, or `berth leave`
+/// on this machine makes it leave the cluster.
+pub(crate) async fn run_until_stopped(node: Node) -> anyhow::Result<ExitCode> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            Some(req) = node.leave_request() => {
+                if let Some(why) = node.leave_refusal(req.force) {
+                    req.answer(Err(why)).await;
+                    continue;
+                }
+                say_err("leaving the cluster: tasks first, then the node's state …");
+                let result = node.leave().await;
+                let answer = result.as_ref().map(|_| ()).map_err(|e| format!("{e:#}"));
+                req.answer(answer).await;
+                result?;
+                say_err("left the cluster.");
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
+    say_err("stopping: tasks first, then the node …");
+    node.shutdown().await?;
+    say_err("stopped.");
+    Ok(ExitCode::SUCCESS)
 }

@@ -13,11 +13,14 @@
 mod ca_service;
 mod follow;
 mod identity;
+pub mod ipc;
+mod leave;
 mod manager;
 
 use manager::{start_manager, ManagerParts};
 
 pub use identity::{Identity, Role};
+pub use leave::leave_stopped;
 
 use crate::credentials::Credentials;
 use anyhow::{anyhow, bail, Context};
@@ -104,7 +107,19 @@ pub struct Node {
     agent: agent::Agent,
     follower: tokio::task::JoinHandle<()>,
     credentials: Option<Credentials>,
+    /// Requests from `berth leave` on this machine, through the control socket.
+    leave_requests: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<ipc::LeaveRequest>>,
+    _control: AbortOnDrop,
     _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// A background task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What the node's parts share: the identity (saved on every change), the
@@ -278,6 +293,13 @@ impl Node {
         }
         let follower = tokio::spawn(follow::run(shared.clone()));
 
+        let (leave_tx, leave_rx) = tokio::sync::mpsc::channel(1);
+        let control = ipc::serve(&data_dir, leave_tx).with_context(|| {
+            format!(
+                "serving the control socket {}",
+                ipc::socket_path(&data_dir).display()
+            )
+        })?;
         Ok(Node {
             node_id: identity.node_id.clone(),
             cluster_id: identity.cluster_id.clone(),
@@ -285,6 +307,8 @@ impl Node {
             agent,
             follower,
             credentials,
+            leave_requests: tokio::sync::Mutex::new(leave_rx),
+            _control: AbortOnDrop(control),
             _lock: lock,
         })
     }
