@@ -20,6 +20,7 @@ use api::{ClusterSecurity, Node, NodeRole, NodeState, Op};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 use store::Store;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -164,6 +165,16 @@ impl CaService {
                 role: role_name(node.spec.role).to_string(),
             })
         })
+    }
+}
+
+/// Whether a store event may change a `ClusterInfo`: the cluster object
+/// (roots, keys) or a node (roles, gossip addresses).
+fn concerns_cluster_info(event: &api::Event) -> bool {
+    let relevant = |o: &api::Object| matches!(o, api::Object::Cluster(_) | api::Object::Node(_));
+    match event {
+        api::Event::Created(o) | api::Event::Deleted(o) => relevant(o),
+        api::Event::Updated { new, .. } => relevant(new),
     }
 }
 
@@ -323,9 +334,21 @@ impl NodeCa for CaService {
                 return;
             }
             loop {
-                tokio::select! {
+                // Only a change of the cluster object or of a node can
+                // change the answer, and without any change only the
+                // leader can (checked cheaply): with a stream per node, the
+                // many task updates must not each recompute every answer.
+                let relevant = tokio::select! {
                     _ = tx.closed() => return,
-                    _ = tokio::time::timeout(WATCH_RECHECK, changes.recv()) => {}
+                    r = tokio::time::timeout(WATCH_RECHECK, changes.recv()) => match r {
+                        Ok(Ok(change)) => change.events.iter().any(concerns_cluster_info),
+                        Ok(Err(RecvError::Lagged(_))) => true,
+                        Ok(Err(RecvError::Closed)) => return,
+                        Err(_) => service.store.manager_addrs() != last.managers,
+                    },
+                };
+                if !relevant {
+                    continue;
                 }
                 match service.cluster_info(&caller) {
                     Some(info) if info == last => {}
