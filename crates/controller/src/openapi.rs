@@ -12,6 +12,8 @@ use utoipa::{Modify, OpenApi};
         handlers::info::get,
         handlers::cluster::join_tokens,
         handlers::cluster::rotate_join_token,
+        handlers::cluster::inspect,
+        handlers::cluster::update,
         handlers::cluster::ca,
         handlers::cluster::rotate_ca,
         handlers::nodes::list,

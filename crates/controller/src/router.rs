@@ -14,6 +14,8 @@ pub fn app(state: AppState) -> Router {
             "/cluster/join-tokens/rotate",
             post(handlers::cluster::rotate_join_token),
         )
+        .route("/cluster", get(handlers::cluster::inspect))
+        .route("/cluster/update", post(handlers::cluster::update))
         .route("/cluster/ca", get(handlers::cluster::ca))
         .route("/cluster/ca/rotate", post(handlers::cluster::rotate_ca))
         .route("/nodes", get(handlers::nodes::list))

@@ -66,6 +66,41 @@ pub struct UpdateNode {
     pub spec: NodeSpec,
 }
 
+/// `GET /api/v1/cluster`: the cluster's settings (`docker swarm update`'s).
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ClusterSettings {
+    pub name: String,
+    /// The cluster object's version, for an update against it.
+    pub version: u64,
+    /// Terminated tasks kept per slot.
+    pub task_history_limit: u64,
+    /// How often agents heartbeat (human text, e.g. "5s").
+    #[schema(value_type = String)]
+    #[serde(with = "api::duration")]
+    pub dispatcher_heartbeat: std::time::Duration,
+    /// How long node certificates are valid (e.g. "90d").
+    #[schema(value_type = String)]
+    #[serde(with = "api::duration")]
+    pub cert_expiry: std::time::Duration,
+}
+
+/// `POST /api/v1/cluster/update`: the settings to change; the others stay.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCluster {
+    /// The version the change is based on; none: whatever is current.
+    #[serde(default)]
+    pub version: Option<u64>,
+    #[serde(default)]
+    pub task_history_limit: Option<u64>,
+    /// Human text ("5s"); at least 500ms, at most 1h.
+    #[serde(default)]
+    pub dispatcher_heartbeat: Option<String>,
+    /// Human text ("2160h"); at least 1h (Swarm's minimum), at most 10 years.
+    #[serde(default)]
+    pub cert_expiry: Option<String>,
+}
+
 /// `GET /api/v1/cluster/ca`: the cluster root CA, and the progress of a
 /// rotation (`berth ca --rotate`).
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]

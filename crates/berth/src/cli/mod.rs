@@ -8,6 +8,7 @@ mod node;
 mod output;
 mod progress;
 mod service;
+mod settings;
 mod up;
 
 use crate::client::Client;
@@ -57,6 +58,9 @@ pub enum Command {
     Leave(cluster::LeaveArgs),
     /// Show (or rotate) the command that adds a worker or a manager.
     JoinToken(cluster::JoinTokenArgs),
+    /// Show or change the cluster's settings (certificate expiry, heartbeat).
+    #[command(subcommand)]
+    Cluster(settings::ClusterCommand),
     /// Show the cluster root CA's certificate, or rotate it (--rotate).
     Ca(ca::CaArgs),
     /// Manage nodes.
@@ -99,6 +103,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::JoinToken(args) => {
             cluster::join_token(args, &client(&cli.host, &cli.token)?).await
         }
+        Command::Cluster(cmd) => settings::run(cmd, &client(&cli.host, &cli.token)?).await,
         Command::Ca(args) => ca::run(args, &client(&cli.host, &cli.token)?).await,
         Command::Node(cmd) => node::run(cmd, &client(&cli.host, &cli.token)?).await,
         Command::Service(cmd) => service::run(cmd, &client(&cli.host, &cli.token)?).await,

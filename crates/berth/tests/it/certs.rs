@@ -221,3 +221,43 @@ async fn a_root_ca_rotation_moves_every_node_to_the_new_root_without_interruptio
     assert_eq!(berth::client::status_of(&again.unwrap_err()), Some(409));
     worker.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_update_sets_the_certificate_expiry_new_certificates_get() {
+    let n = TestNode::start().await;
+    let inspect = || async {
+        let (ok, out, err) = cli_async(&n.config_dir(), &["cluster", "inspect"]).await;
+        assert!(ok, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    assert_eq!(inspect().await["cert_expiry"], "90d");
+    let (ok, _, err) = cli_async(
+        &n.config_dir(),
+        &["cluster", "update", "--cert-expiry", "10m"],
+    )
+    .await;
+    assert!(!ok && err.contains("cert_expiry"), "{err}");
+    let (ok, _, err) = cli_async(&n.config_dir(), &["cluster", "update"]).await;
+    assert!(!ok && err.contains("nothing to change"), "{err}");
+    let (ok, _, err) = cli_async(
+        &n.config_dir(),
+        &["cluster", "update", "--cert-expiry", "48h"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(inspect().await["cert_expiry"], "2d");
+    // A node joining now gets a two-day certificate: due for renewal
+    // between one day and 38.4 hours from now.
+    let wdir = tempfile::tempdir().unwrap();
+    let _reaper = TaskReaper(wdir.path().to_path_buf());
+    let worker = join_worker(&n, wdir.path()).await;
+    let due = ca::renewal_time(&worker.identity().cert_pem)
+        .unwrap()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap();
+    assert!(
+        due > Duration::from_secs(23 * 3600) && due < Duration::from_secs(39 * 3600),
+        "{due:?}"
+    );
+    worker.shutdown().await.unwrap();
+}

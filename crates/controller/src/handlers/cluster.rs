@@ -3,12 +3,15 @@
 //! swarm ca [--rotate]` does. (The cluster's keys are never served.)
 
 use super::parse_json;
-use crate::wire::{CaRotationStatus, CaStatus, JoinTokens, RotateJoinToken};
+use crate::wire::{
+    CaRotationStatus, CaStatus, ClusterSettings, JoinTokens, RotateJoinToken, UpdateCluster,
+};
 use crate::{error::ApiError, AppState};
 use api::Op;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::Json;
+use std::time::Duration;
 
 fn tokens(app: &AppState) -> Result<JoinTokens, ApiError> {
     let sec = app
@@ -200,4 +203,114 @@ pub async fn rotate_ca(State(app): State<AppState>) -> Result<Json<CaStatus>, Ap
     app.store.update(vec![Op::Update(cluster.into())]).await?;
     tracing::info!(new_root = %new.digest(), "cluster root CA rotation started");
     status(&app).map(Json)
+}
+
+fn settings(app: &AppState) -> Result<ClusterSettings, ApiError> {
+    app.store
+        .view(|s| {
+            s.cluster().map(|c| ClusterSettings {
+                name: c.name.clone(),
+                version: c.meta.version,
+                task_history_limit: c.task_history_limit,
+                dispatcher_heartbeat: c.heartbeat_period,
+                cert_expiry: c.node_cert_validity,
+            })
+        })
+        .ok_or_else(|| ApiError::Unavailable("the store holds no cluster".into()))
+}
+
+#[utoipa::path(get, path = "/api/v1/cluster",
+    responses((status = 200, body = ClusterSettings), (status = 503, body = crate::error::ErrorBody)), security(("bearer" = [])))]
+pub async fn inspect(State(app): State<AppState>) -> Result<Json<ClusterSettings>, ApiError> {
+    settings(&app).map(Json)
+}
+
+/// A duration field of an update, within its bounds.
+fn bounded(field: &str, text: &str, min: Duration, max: Duration) -> Result<Duration, ApiError> {
+    let d = api::duration::parse(text).map_err(|e| ApiError::bad(field, e))?;
+    if d < min || d > max {
+        return Err(ApiError::bad(
+            field,
+            format!(
+                "{field} {text} is out of bounds: between {} and {}",
+                api::duration::format(min),
+                api::duration::format(max)
+            ),
+        ));
+    }
+    Ok(d)
+}
+
+/// Changes the cluster's settings, as `docker swarm update` does. Nodes
+/// take a new heartbeat period at their next registration, and a new
+/// certificate expiry at their next renewal.
+#[utoipa::path(post, path = "/api/v1/cluster/update", request_body = UpdateCluster,
+    responses((status = 200, body = ClusterSettings), (status = 400, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn update(
+    State(app): State<AppState>,
+    body: Bytes,
+) -> Result<Json<ClusterSettings>, ApiError> {
+    let req: UpdateCluster = parse_json(&body)?;
+    // Everything is checked before anything is written.
+    let heartbeat = req
+        .dispatcher_heartbeat
+        .as_deref()
+        .map(|t| {
+            bounded(
+                "dispatcher_heartbeat",
+                t,
+                Duration::from_millis(500),
+                Duration::from_secs(3600),
+            )
+        })
+        .transpose()?;
+    let expiry = req
+        .cert_expiry
+        .as_deref()
+        .map(|t| {
+            bounded(
+                "cert_expiry",
+                t,
+                Duration::from_secs(3600),
+                Duration::from_secs(10 * 365 * 24 * 3600),
+            )
+        })
+        .transpose()?;
+    if let Some(n) = req.task_history_limit {
+        if n > 1000 {
+            return Err(ApiError::bad(
+                "task_history_limit",
+                format!("{n} is more than 1000"),
+            ));
+        }
+    }
+    let Some(mut cluster) = app.store.view(|s| s.cluster().cloned()) else {
+        return Err(ApiError::Unavailable("the store holds no cluster".into()));
+    };
+    if let Some(v) = req.version {
+        if v != cluster.meta.version {
+            return Err(ApiError::Conflict(format!(
+                "the cluster was changed since version {v} (it is at {}): read it again and retry",
+                cluster.meta.version
+            )));
+        }
+    }
+    if let Some(h) = heartbeat {
+        cluster.heartbeat_period = h;
+    }
+    if let Some(e) = expiry {
+        cluster.node_cert_validity = e;
+    }
+    if let Some(n) = req.task_history_limit {
+        cluster.task_history_limit = n;
+    }
+    match app.store.update(vec![Op::Update(cluster.into())]).await {
+        Ok(_) => settings(&app).map(Json),
+        Err(store::StoreError::Apply(_)) => Err(ApiError::Conflict(
+            "the cluster changed concurrently: read it again and retry".into(),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }

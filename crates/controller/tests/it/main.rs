@@ -219,3 +219,75 @@ async fn a_store_that_cannot_write_answers_503_not_a_hang() {
     let (s, _) = call(&app, "GET", "/api/v1/services", None, Some(TOKEN)).await;
     assert_eq!(s, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn cluster_settings_are_read_and_changed_and_bad_ones_write_nothing() {
+    let (app, store, _dir) = app().await;
+    store
+        .update(vec![api::Op::Create(api::Cluster::new("c").into())])
+        .await
+        .unwrap();
+    let (status, before) = call(&app, "GET", "/api/v1/cluster", None, Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK, "{before}");
+    assert_eq!(before["dispatcher_heartbeat"], "5s");
+    assert_eq!(before["cert_expiry"], "90d");
+
+    // Each bad field is named, and nothing of the request is applied.
+    for (body, field) in [
+        (
+            json!({"cert_expiry": "10m", "task_history_limit": 2}),
+            "cert_expiry",
+        ),
+        (
+            json!({"dispatcher_heartbeat": "soon"}),
+            "dispatcher_heartbeat",
+        ),
+        (
+            json!({"dispatcher_heartbeat": "100ms"}),
+            "dispatcher_heartbeat",
+        ),
+        (json!({"task_history_limit": 5000}), "task_history_limit"),
+        (json!({"heartbeat": "5s"}), "heartbeat"),
+    ] {
+        let (status, err) = call(
+            &app,
+            "POST",
+            "/api/v1/cluster/update",
+            Some(body.clone()),
+            Some(TOKEN),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {err}");
+        assert!(err.to_string().contains(field), "{body}: {err}");
+    }
+    let (_, unchanged) = call(&app, "GET", "/api/v1/cluster", None, Some(TOKEN)).await;
+    assert_eq!(unchanged, before);
+
+    let (status, after) = call(
+        &app,
+        "POST",
+        "/api/v1/cluster/update",
+        Some(json!({"cert_expiry": "48h", "dispatcher_heartbeat": "2s", "version": before["version"]})),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{after}");
+    assert_eq!(after["cert_expiry"], "2d");
+    assert_eq!(after["dispatcher_heartbeat"], "2s");
+    assert_eq!(after["task_history_limit"], before["task_history_limit"]);
+    let stored = store.view(|s| s.cluster().cloned()).unwrap();
+    assert_eq!(
+        stored.node_cert_validity,
+        std::time::Duration::from_secs(48 * 3600)
+    );
+    // A change based on an old version is refused.
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/api/v1/cluster/update",
+        Some(json!({"task_history_limit": 3, "version": before["version"]})),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}
