@@ -74,8 +74,9 @@ impl From<store::StoreError> for ApiError {
                 | ApplyError::NameTaken { .. }
                 | ApplyError::Conflict { .. } => ApiError::Conflict(a.to_string()),
             },
-            store::StoreError::Unavailable(m) => {
-                ApiError::Unavailable(format!("store unavailable: {m}"))
+            // The text says whether the write may still be applied.
+            e @ (store::StoreError::Unavailable(_) | store::StoreError::OutcomeUnknown(_)) => {
+                ApiError::Unavailable(e.to_string())
             }
             other => ApiError::Internal(other.to_string()),
         }

@@ -1,14 +1,19 @@
 //! In-process clusters of three managers: each store serves its Raft service
 //! on its own tonic server on 127.0.0.1, and reaches the others through a
 //! test [`Connector`] that can cut a manager off (refusing its connections
-//! both ways and shutting down the ones it had), as a crash or a partition
-//! would. Failover times are printed (`cargo test -p store -- --nocapture`).
+//! both ways and shutting down the ones it had), as a crash would, or
+//! silence it (its connections stay open but carry nothing either way, and
+//! new ones never complete), as a firewall that drops packets does.
+//! Failover times are printed (`cargo test -p store -- --nocapture`).
 
 use super::*;
 use api::rpc::raft::raft_server::RaftServer;
 use api::{ApplyError, Meta, Op, Task, TaskSpec, TaskState};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tonic::service::interceptor::InterceptedService;
@@ -39,14 +44,74 @@ fn create(id: &str) -> Vec<Op> {
 }
 
 /// Which managers are cut off, and the live connections to shut down when
-/// one is. Shared by every manager's connector and server.
+/// one is; which are silenced, and who waits for a silence to end. Shared by
+/// every manager's connector and server.
 #[derive(Default)]
 struct Net {
     cut: Mutex<HashSet<String>>,
     conns: Mutex<Vec<(String, String, std::net::TcpStream)>>,
+    /// Connections made by these addresses carry nothing, either way.
+    silent_from: Mutex<HashSet<String>>,
+    /// Connections made to these addresses carry nothing, either way.
+    silent_to: Mutex<HashSet<String>>,
+    /// Reads, writes and connects held by a silence, woken when one ends.
+    held: Mutex<Vec<Waker>>,
 }
 
 impl Net {
+    /// Whether the connection that `from` makes to `to` carries nothing.
+    fn is_silent(&self, from: &str, to: &str) -> bool {
+        self.silent_from.lock().expect("lock").contains(from)
+            || self.silent_to.lock().expect("lock").contains(to)
+    }
+
+    /// Ready once the connection from `from` to `to` carries data.
+    fn poll_passable(&self, from: &str, to: &str, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.is_silent(from, to) {
+            return Poll::Ready(());
+        }
+        self.held.lock().expect("lock").push(cx.waker().clone());
+        // Checked again now that the waker is registered: a silence that
+        // ended in between has already drained the list.
+        if self.is_silent(from, to) {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+
+    /// Silences `addr`: what it sends and what is sent to it is dropped
+    /// from now on, as by a firewall: open connections stall, new ones never
+    /// complete, nobody is told.
+    fn silence(&self, addr: &str) {
+        self.silent_from
+            .lock()
+            .expect("lock")
+            .insert(addr.to_string());
+        self.silent_to
+            .lock()
+            .expect("lock")
+            .insert(addr.to_string());
+    }
+
+    /// Silences only the connections `addr` makes (its replication,
+    /// heartbeats and probes), not those the others make to it.
+    fn silence_outgoing(&self, addr: &str) {
+        self.silent_from
+            .lock()
+            .expect("lock")
+            .insert(addr.to_string());
+    }
+
+    /// Ends the silence of `addr`; what was held goes through.
+    fn unsilence(&self, addr: &str) {
+        self.silent_from.lock().expect("lock").remove(addr);
+        self.silent_to.lock().expect("lock").remove(addr);
+        for w in std::mem::take(&mut *self.held.lock().expect("lock")) {
+            w.wake();
+        }
+    }
+
     fn is_cut(&self, from: &str, to: &str) -> bool {
         let cut = self.cut.lock().expect("lock");
         cut.contains(from) || cut.contains(to)
@@ -94,6 +159,9 @@ impl Connector for NetConnector {
                     if net.is_cut(&from, &to) {
                         return Err(refused());
                     }
+                    // A silenced link drops the handshake: the connection
+                    // completes only once the silence ends.
+                    std::future::poll_fn(|cx| net.poll_passable(&from, &to, cx)).await;
                     let stream = tokio::net::TcpStream::connect(&to).await?;
                     stream.set_nodelay(true)?;
                     let stream = stream.into_std()?;
@@ -106,12 +174,63 @@ impl Connector for NetConnector {
                         if net.is_cut(&from, &to) {
                             return Err(refused());
                         }
-                        conns.push((from, to, handle));
+                        conns.push((from.clone(), to.clone(), handle));
                     }
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                    let link = Link {
+                        io: stream,
+                        net,
+                        from,
+                        to,
+                    };
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(link))
                 }
             },
         )))
+    }
+}
+
+/// One connection, made by the manager at `from` to the one at `to`: while
+/// the link is silenced its reads and writes wait, so nothing goes through
+/// either way (what the server sent meanwhile arrives once it ends, as TCP
+/// would retransmit it).
+struct Link {
+    io: tokio::net::TcpStream,
+    net: Arc<Net>,
+    from: String,
+    to: String,
+}
+
+impl AsyncRead for Link {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        std::task::ready!(this.net.poll_passable(&this.from, &this.to, cx));
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Link {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        std::task::ready!(this.net.poll_passable(&this.from, &this.to, cx));
+        Pin::new(&mut this.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        std::task::ready!(this.net.poll_passable(&this.from, &this.to, cx));
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
@@ -465,7 +584,15 @@ async fn a_cut_off_follower_refuses_writes_fast_and_catches_up_when_healed() {
     let took = start.elapsed();
     println!("minority follower refused a write in {took:?}: {err}");
     assert!(took < FAST, "refusing took {took:?}");
-    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    // A 503 either way: refused, or of unknown outcome when the forward was
+    // already being written to the connection the cut broke.
+    assert!(
+        matches!(
+            err,
+            StoreError::Unavailable(_) | StoreError::OutcomeUnknown(_)
+        ),
+        "{err}"
+    );
     assert!(
         err.to_string()
             .contains("no leader: lost contact with a majority of managers (1 of 3 reachable)"),
@@ -480,6 +607,7 @@ async fn a_cut_off_follower_refuses_writes_fast_and_catches_up_when_healed() {
         .await
         .unwrap_err();
     assert!(start.elapsed() < Duration::from_millis(100), "{again}");
+    assert!(matches!(again, StoreError::Unavailable(_)), "{again}");
     assert!(c.m(alone).store.view(|s| s.task("before").is_some()));
 
     // The majority goes on.
@@ -704,4 +832,306 @@ async fn first_error(store: &Store) -> StoreError {
         }
     }
     unreachable!("the loop only ends by returning")
+}
+
+/// What became of each write a test made, for the check against the logs.
+#[derive(Default)]
+struct Ledger {
+    written: Vec<(String, Result<(), StoreError>)>,
+}
+
+impl Ledger {
+    /// Creates the task `id` (an id never written before) through `store`,
+    /// once, and records the answer.
+    async fn write(&mut self, store: &Store, id: &str) -> Result<(), StoreError> {
+        let result = store.update(create(id)).await.map(|_| ());
+        self.record(id, result.clone());
+        result
+    }
+
+    fn record(&mut self, id: &str, result: Result<(), StoreError>) {
+        assert!(
+            self.written.iter().all(|(w, _)| w != id),
+            "{id} written twice by the test"
+        );
+        self.written.push((id.to_string(), result));
+    }
+
+    /// Writes fresh tasks through `store` until one is acknowledged (each
+    /// attempt once, never retried under the same id); returns the time
+    /// since `from`.
+    async fn first_acknowledged(&mut self, store: &Store, prefix: &str, from: Instant) -> Duration {
+        for n in 0..10_000 {
+            match self.write(store, &format!("{prefix}-{n}")).await {
+                Ok(()) => return from.elapsed(),
+                Err(e) => {
+                    assert!(e.is_retryable(), "{e}");
+                    assert!(from.elapsed() < WAIT, "no write was acknowledged: {e}");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+        panic!("no write of {prefix} acknowledged in 10000 attempts")
+    }
+}
+
+/// Once the managers can all talk again: a write through each is
+/// committed, and every manager applies all of them. Returns the highest
+/// of their indexes, which every manager's log holds committed.
+async fn settle(c: &Cluster) -> u64 {
+    let mut upto = 0;
+    for (i, m) in c.running() {
+        let id = format!("settle-{i}");
+        first_write(&m.store, &id).await;
+        let index = m
+            .store
+            .view(|s| s.task(&id).map(|t| t.meta.version))
+            .expect("the write is visible where it was made");
+        upto = upto.max(index);
+    }
+    for (i, m) in c.running() {
+        wait_until(&format!("manager {i} applied index {upto}"), || {
+            m.store.view(|s| s.index()) >= upto
+        })
+        .await;
+    }
+    upto
+}
+
+/// How many entries of the log in `dir`, up to index `upto`, create each
+/// object (whether the state machine then accepted it or not): a write
+/// applied twice is in two entries.
+async fn creations_in_log(dir: &Path, upto: u64) -> HashMap<String, usize> {
+    use openraft::storage::RaftLogReader;
+    let dir = dir.to_path_buf();
+    let (mut log, writer) = tokio::task::spawn_blocking(move || open_log(&dir))
+        .await
+        .expect("join")
+        .expect("open the log");
+    let entries = log
+        .try_get_log_entries(..=upto)
+        .await
+        .expect("read the log");
+    writer.stop().await;
+    let mut counts = HashMap::new();
+    for entry in entries {
+        if let openraft::EntryPayload::Normal(proposal) = entry.payload {
+            for op in proposal.batches.iter().flat_map(|b| b.ops.iter()) {
+                if let Op::Create(object) = op {
+                    *counts.entry(object.id().to_string()).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+    counts
+}
+
+/// Stops every manager and reads its log up to `upto` (committed on all):
+/// an acknowledged write is in it once, a refused one not at all, one of
+/// unknown outcome at most once. Returns how many entries created each
+/// write of the ledger, per manager.
+async fn check_logs(c: &mut Cluster, ledger: &Ledger, upto: u64) -> Vec<HashMap<String, usize>> {
+    let mut all = Vec::new();
+    for i in 0..c.managers.len() {
+        if c.managers[i].is_none() {
+            continue;
+        }
+        let m = c.kill(i).await;
+        let counts = creations_in_log(&m.config.dir, upto).await;
+        for (id, result) in &ledger.written {
+            let n = counts.get(id).copied().unwrap_or(0);
+            match result {
+                Ok(()) => assert_eq!(n, 1, "manager {i}: acknowledged {id} is in {n} entries"),
+                Err(StoreError::Apply(e)) => {
+                    panic!("{id}, written once, was refused by the state machine (applied twice?): {e}")
+                }
+                Err(e) if e.outcome_unknown() => {
+                    assert!(n <= 1, "manager {i}: {id} ({e}) is in {n} entries")
+                }
+                Err(e) => assert_eq!(n, 0, "manager {i}: {id}, refused ({e}), is in {n} entries"),
+            }
+        }
+        all.push(counts);
+    }
+    all
+}
+
+/// How many times `id` is in the logs, per manager.
+fn count_of(counts: &[HashMap<String, usize>], id: &str) -> Vec<usize> {
+    counts
+        .iter()
+        .map(|c| c.get(id).copied().unwrap_or(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_through_a_follower_whose_leader_goes_silent_is_answered_within_a_second() {
+    let mut c = Cluster::three().await;
+    let old = c.wait_for_leader(&[0, 1, 2]).await;
+    let others: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    let via = others[0];
+    let mut ledger = Ledger::default();
+    // The follower's connection to the leader is open and in use.
+    ledger
+        .write(&c.m(via).store, "before")
+        .await
+        .expect("write through a follower");
+
+    // Packets to and from the leader are dropped from now on: the write
+    // goes out on the open connection and nothing comes back.
+    c.net.silence(&c.m(old).addr);
+    let silenced = Instant::now();
+    let err = ledger
+        .write(&c.m(via).store, "in-flight")
+        .await
+        .expect_err("the silenced leader cannot answer");
+    let took = silenced.elapsed();
+    println!("leader silenced: a write forwarded to it at once was answered in {took:?}: {err}");
+    assert!(took < FAST, "answering took {took:?}: {err}");
+    assert!(err.outcome_unknown(), "{err}");
+    let cause = format!(
+        "lost contact with the leader (manager {} at {})",
+        c.m(old).id(),
+        c.m(old).addr
+    );
+    assert!(err.to_string().contains(&cause), "{err}");
+
+    // The next writes wait for the new leader rather than go to the old one.
+    let took = ledger
+        .first_acknowledged(&c.m(via).store, "after", silenced)
+        .await;
+    println!(
+        "failover: leader silenced -> first write committed through a follower {took:?} after"
+    );
+    assert!(took < Duration::from_secs(3), "failover took {took:?}");
+    let new = c.wait_for_leader(&others).await;
+    assert_ne!(new, old);
+    ledger
+        .write(&c.m(others[1]).store, "through-the-other")
+        .await
+        .expect("the majority takes writes");
+
+    c.net.unsilence(&c.m(old).addr);
+    wait_until("the old leader follows the new one", || {
+        !c.m(old).store.is_leader()
+            && c.m(old).store.leader().map(|(id, _)| id) == Some(c.m(new).id())
+    })
+    .await;
+    let upto = settle(&c).await;
+    let counts = check_logs(&mut c, &ledger, upto).await;
+    println!(
+        "in-flight write of unknown outcome: in {:?} entries",
+        count_of(&counts, "in-flight")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_in_flight_to_a_leader_that_loses_its_quorum_is_answered_fast_as_unknown_and_not_retried(
+) {
+    let mut c = Cluster::three().await;
+    let old = c.wait_for_leader(&[0, 1, 2]).await;
+    let others: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    let via = others[0];
+    let mut ledger = Ledger::default();
+    ledger
+        .write(&c.m(via).store, "before")
+        .await
+        .expect("write through a follower");
+
+    // The leader still hears the others, but what it sends is dropped: it
+    // proposes a forwarded write and cannot replicate it.
+    let last_index = |c: &Cluster| c.m(old).store.inner.core.metrics.borrow().last_log_index;
+    let before = last_index(&c);
+    c.net.silence_outgoing(&c.m(old).addr);
+    let write = {
+        let store = c.m(via).store.clone();
+        tokio::spawn(async move { store.update(create("in-flight")).await.map(|_| ()) })
+    };
+    wait_until("the leader proposed the forwarded write", || {
+        last_index(&c) > before
+    })
+    .await;
+    // Then it is cut off entirely: it loses its quorum, and the follower
+    // loses the leader, with the write still waiting for its answer.
+    c.net.silence(&c.m(old).addr);
+    let silenced = Instant::now();
+    let result = tokio::time::timeout(WAIT, write)
+        .await
+        .expect("the write is answered")
+        .expect("join");
+    let took = silenced.elapsed();
+    ledger.record("in-flight", result.clone());
+    let err = result.expect_err("the write cannot be committed");
+    println!(
+        "a proposed write whose leader lost its quorum was answered {took:?} after the loss: {err}"
+    );
+    assert!(took < FAST, "answering took {took:?}: {err}");
+    assert!(err.outcome_unknown(), "{err}");
+
+    let took = ledger
+        .first_acknowledged(&c.m(via).store, "after", silenced)
+        .await;
+    println!("the majority took a write {took:?} after the leader was cut off");
+    let new = c.wait_for_leader(&others).await;
+
+    c.net.unsilence(&c.m(old).addr);
+    wait_until("the old leader follows the new one", || {
+        !c.m(old).store.is_leader()
+            && c.m(old).store.leader().map(|(id, _)| id) == Some(c.m(new).id())
+    })
+    .await;
+    let upto = settle(&c).await;
+    let counts = check_logs(&mut c, &ledger, upto).await;
+    // Its only copy was the old leader's, which the new leader's entries
+    // replaced: it is committed nowhere, so the follower did not retry it
+    // at the new leader.
+    assert_eq!(count_of(&counts, "in-flight"), vec![0, 0, 0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silenced_follower_answers_a_write_on_its_way_to_the_leader_fast_naming_the_lost_majority(
+) {
+    let mut c = Cluster::three().await;
+    let leader = c.wait_for_leader(&[0, 1, 2]).await;
+    let alone = (0..3).find(|i| *i != leader).expect("a follower");
+    let mut ledger = Ledger::default();
+    ledger
+        .write(&c.m(alone).store, "before")
+        .await
+        .expect("write through a follower");
+
+    c.net.silence(&c.m(alone).addr);
+    let silenced = Instant::now();
+    let err = ledger
+        .write(&c.m(alone).store, "in-flight")
+        .await
+        .expect_err("a silenced follower cannot be answered");
+    let took = silenced.elapsed();
+    println!("silenced follower: a write forwarded at once was answered in {took:?}: {err}");
+    assert!(took < FAST, "answering took {took:?}: {err}");
+    assert!(err.outcome_unknown(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("no leader: lost contact with a majority of managers (1 of 3 reachable)"),
+        "{err}"
+    );
+    // From then on it refuses before sending anything: surely not applied.
+    let again = ledger
+        .write(&c.m(alone).store, "refused")
+        .await
+        .expect_err("still silenced");
+    assert!(matches!(again, StoreError::Unavailable(_)), "{again}");
+    assert!(!again.outcome_unknown() && again.is_retryable());
+
+    c.net.unsilence(&c.m(alone).addr);
+    wait_until("the follower hears its leader again", || {
+        c.m(alone)
+            .store
+            .members()
+            .iter()
+            .all(|m| m.reachable == Some(true))
+    })
+    .await;
+    let upto = settle(&c).await;
+    check_logs(&mut c, &ledger, upto).await;
 }

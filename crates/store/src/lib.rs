@@ -161,19 +161,42 @@ pub enum StoreError {
     /// Refused by the state machine (404/409 to the user); nothing was applied.
     #[error(transparent)]
     Apply(#[from] api::ApplyError),
-    /// No leader, lost quorum, timed out or shutting down (503). Retryable; a
-    /// timed-out write may still be applied later, so retries must be safe to
-    /// repeat (versions and ids make them so).
+    /// No leader, lost quorum or shutting down (503), found before the write
+    /// was proposed or handed to a leader: nothing of it will be applied.
+    /// The text names the cause.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The write was proposed, or handed to the leader, and then its answer
+    /// could not be had (lost quorum, the leader lost or replaced, timed out,
+    /// shutting down) (503). It may have been applied, or may be later, once:
+    /// a retry is safe only where repeating it is (ids and versions make a
+    /// repeated create or update fail rather than apply twice). The text
+    /// names the cause.
+    #[error("store unavailable: {0}; the write may still be applied")]
+    OutcomeUnknown(String),
     /// Disk or corruption: fatal for this node.
     #[error("storage error: {0}")]
     Storage(String),
 }
 
 impl StoreError {
+    /// Whether the store may take the same request later: it is unavailable
+    /// now (503), not refusing the request itself or failing for good. After
+    /// [`StoreError::OutcomeUnknown`] the first attempt may have been applied
+    /// too; see [`StoreError::outcome_unknown`].
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::OutcomeUnknown(_)
+        )
+    }
+
+    /// Whether the write may have been applied, or may still be, although it
+    /// was not acknowledged. False for every other error: an
+    /// [`StoreError::Unavailable`] or [`StoreError::Apply`] write was surely
+    /// not applied.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, StoreError::OutcomeUnknown(_))
     }
 }
 
@@ -424,9 +447,12 @@ impl Store {
     /// of this manager sees the write. A batch refused by
     /// [`api::State::apply`] comes back as [`StoreError::Apply`] and nothing
     /// of it is applied. Answers [`StoreError::Unavailable`] at once when this
-    /// manager cannot reach a majority of the managers, and when the write is
-    /// not applied within the write timeout (10 s); a write that was sent may
-    /// still be applied later.
+    /// manager cannot reach a majority of the managers (nothing was
+    /// proposed), and [`StoreError::OutcomeUnknown`] when a write already
+    /// proposed or on its way to the leader cannot be seen through: this
+    /// manager or the leader lost the majority, the leader it was sent to
+    /// became unreachable or was replaced, or the write timeout (10 s)
+    /// passed. Such a write may still be applied, once.
     pub async fn update(&self, ops: Vec<api::Op>) -> Result<api::Change, StoreError> {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable("the store is shut down".into()));
@@ -443,17 +469,17 @@ impl Store {
             return Err(StoreError::Unavailable("the store is shut down".into()));
         }
         match tokio::time::timeout(timeout, answer).await {
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "the write was not applied within {timeout:?}; it may still be"
+            Err(_) => Err(StoreError::OutcomeUnknown(format!(
+                "no answer within {timeout:?}"
             ))),
-            Ok(Err(_)) => Err(StoreError::Unavailable(
-                "the store stopped before answering; the write may be applied".into(),
+            Ok(Err(_)) => Err(StoreError::OutcomeUnknown(
+                "the store stopped before answering".into(),
             )),
-            Ok(Ok(Ok((_, mut results)))) => match results.pop() {
+            Ok(Ok(Ok((index, mut results)))) => match results.pop() {
                 Some(result) => result.map_err(StoreError::Apply),
-                None => Err(StoreError::Unavailable(
-                    "the write was committed without an answer".into(),
-                )),
+                None => Err(StoreError::OutcomeUnknown(format!(
+                    "the entry at index {index} carried no answer for the write"
+                ))),
             },
             Ok(Ok(Err(Failure::Store(e)))) => Err(e),
             Ok(Ok(Err(Failure::NotLeader(_)))) => Err(StoreError::Unavailable(

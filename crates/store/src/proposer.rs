@@ -12,8 +12,18 @@
 //! A forwarded request is never forwarded again: a receiver that is not the
 //! leader answers "not leader" and proposes nothing, and the follower retries
 //! at the leader it learns of, which is always safe. Any failure after a
-//! write may have been proposed is answered, never retried: the caller is
-//! told the write may still be applied.
+//! write may have been proposed is answered, never retried: the caller gets
+//! [`StoreError::OutcomeUnknown`] (the write may still be applied).
+//!
+//! A write on its way to the leader is watched, as the leader watches its
+//! own proposals: it is given up, as of unknown outcome, as soon as this
+//! manager loses its majority, the leader stops answering this manager's
+//! probes, or another leader is known and the old one still has not
+//! answered. A partition that drops packets (rather than refusing
+//! connections) would otherwise hold the write for the whole write timeout.
+//! A leader that already stopped answering is not sent the write at all:
+//! the follower waits for the next leader instead, which is safe since
+//! nothing was sent.
 
 use crate::cluster::{leader_in, no_leader};
 use crate::network::ForwardFailure;
@@ -124,8 +134,10 @@ async fn propose_group(core: &Arc<Core>, waiting: Vec<Request>) {
                 match caught_up {
                     true => answer(local, index, results),
                     false => {
-                        let e = StoreError::Unavailable(format!(
-                            "the write was committed at index {index} but not yet applied on this manager"
+                        // Committed, so it will be applied here too: the
+                        // caller just cannot read it here yet.
+                        let e = StoreError::OutcomeUnknown(format!(
+                            "the write was committed at index {index} but this manager has not applied it yet"
                         ));
                         for r in local {
                             let _ = r.reply.send(Err(Failure::Store(e.clone())));
@@ -166,9 +178,10 @@ fn answer(requests: Vec<Request>, index: u64, results: Response) {
 }
 
 /// Proposes `batches` as one entry on this manager, the leader. Fails fast
-/// when the leader cannot reach a majority, before proposing and while the
-/// entry waits to be committed (openraft 0.9's leader never steps down by
-/// itself when it loses its followers).
+/// when the leader cannot reach a majority, before proposing
+/// ([`StoreError::Unavailable`]) and while the entry waits to be committed
+/// ([`StoreError::OutcomeUnknown`]; openraft 0.9's leader never steps down
+/// by itself when it loses its followers).
 pub(crate) async fn write_as_leader(
     core: &Core,
     batches: Vec<api::Batch>,
@@ -188,9 +201,7 @@ pub(crate) async fn write_as_leader(
             result = &mut write => return answered(result),
             _ = check.tick() => {
                 if let Err(e) = core.quorum() {
-                    return Err(Failure::Store(StoreError::Unavailable(format!(
-                        "{e}; the write may still be applied"
-                    ))));
+                    return Err(Failure::Store(StoreError::OutcomeUnknown(e)));
                 }
             }
         }
@@ -208,14 +219,19 @@ fn answered(
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
             Err(Failure::NotLeader(f.leader_id))
         }
+        // Raft stopped with the entry perhaps in the log.
+        Err(RaftError::Fatal(openraft::error::Fatal::Stopped)) => Err(Failure::Store(
+            StoreError::OutcomeUnknown("raft stopped before the write was answered".into()),
+        )),
         Err(e) => Err(Failure::Store(write_error(e))),
     }
 }
 
 /// Proposes `batches` through whichever manager leads: here if this one
 /// does, else forwarded. Retries only what surely was not proposed (the
-/// receiver was not the leader, or the connection was refused), at the leader
-/// it learns of, until `deadline`.
+/// receiver was not the leader, the connection was refused, or the leader
+/// was already out of reach and so was not sent it), at the leader it
+/// learns of, until `deadline`.
 async fn propose_anywhere(
     core: &Core,
     batches: &[api::Batch],
@@ -244,16 +260,31 @@ async fn propose_anywhere(
                     Err(Failure::Store(e)) => return Err(e),
                 }
             }
+            Some((id, _)) if refused_by != Some(id) && out_of_reach(core, id) => {
+                // The leader this manager still knows has not answered it for
+                // a whole reachability window: a write sent there would wait
+                // in a dead connection. The others may be electing a new one.
+                tracing::debug!(
+                    leader = id,
+                    "the leader is out of reach; waiting for a new one"
+                );
+                refused_by = Some(id);
+            }
             Some((id, addr)) if refused_by != Some(id) => {
                 let request = ForwardRequest {
                     batches: body.clone(),
                 };
-                match core.peers.forward(id, &addr, request, deadline - now).await {
+                let forward = core.peers.forward(id, &addr, request, deadline - now);
+                let reply = match watch_forward(core, id, &addr, forward).await {
+                    Ok(reply) => reply,
+                    Err(why) => return Err(StoreError::OutcomeUnknown(why)),
+                };
+                match reply {
                     Ok(reply) => match reply.outcome {
                         Some(Outcome::Applied(a)) => {
                             let results: Response =
                                 serde_json::from_slice(&a.results).map_err(|e| {
-                                    StoreError::Unavailable(format!(
+                                    StoreError::OutcomeUnknown(format!(
                                         "the leader applied the write at index {} but its answer could not be read: {e}",
                                         a.index
                                     ))
@@ -261,12 +292,13 @@ async fn propose_anywhere(
                             return Ok((a.index, results));
                         }
                         Some(Outcome::NotLeader(_)) => refused_by = Some(id),
-                        Some(Outcome::Unavailable(why)) => {
-                            return Err(StoreError::Unavailable(why))
+                        Some(Outcome::Refused(why)) => return Err(StoreError::Unavailable(why)),
+                        Some(Outcome::OutcomeUnknown(why)) => {
+                            return Err(StoreError::OutcomeUnknown(why))
                         }
                         None => {
-                            return Err(StoreError::Unavailable(format!(
-                                "the leader (manager {id} at {addr}) sent an empty answer; the write may be applied"
+                            return Err(StoreError::OutcomeUnknown(format!(
+                                "the leader (manager {id} at {addr}) sent an answer this manager cannot read"
                             )))
                         }
                     },
@@ -276,15 +308,14 @@ async fn propose_anywhere(
                     }
                     Err(ForwardFailure::Lost(status)) => {
                         let lost = format!(
-                            "lost the answer of the leader (manager {id} at {addr}): {}; the write may still be applied",
+                            "lost the answer of the leader (manager {id} at {addr}): {}",
                             status.message()
                         );
                         return Err(explain_lost(core, lost, deadline).await);
                     }
                     Err(ForwardFailure::TimedOut) => {
-                        let lost = format!(
-                            "the leader (manager {id} at {addr}) did not answer in time; the write may still be applied"
-                        );
+                        let lost =
+                            format!("the leader (manager {id} at {addr}) did not answer in time");
                         return Err(explain_lost(core, lost, deadline).await);
                     }
                 }
@@ -311,6 +342,61 @@ async fn propose_anywhere(
     }
 }
 
+/// Whether this manager has heard nothing from `id` for a whole
+/// reachability window (the probes ask every heartbeat). Never while the
+/// store has just opened and nobody was asked yet.
+fn out_of_reach(core: &Core, id: NodeId) -> bool {
+    !core.peers.too_early_to_judge() && !core.peers.reachable(id)
+}
+
+/// Waits for the answer of the leader `id` to a forwarded write, and gives
+/// up early, with the cause, when waiting longer cannot help: this manager
+/// lost its majority, the leader stopped answering its probes, or another
+/// leader is known and the old one has not answered for an election
+/// timeout since (a leader that stepped down answers by then: its entry is
+/// either committed by the new leader or overwritten, which it reports as
+/// "not leader"). The write may have reached the leader, so it is never
+/// retried after giving up.
+async fn watch_forward<F>(
+    core: &Core,
+    id: NodeId,
+    addr: &str,
+    forward: F,
+) -> Result<F::Output, String>
+where
+    F: std::future::Future,
+{
+    tokio::pin!(forward);
+    let mut check = tokio::time::interval(core.config.heartbeat_interval / 2);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    check.reset();
+    let mut replaced: Option<(NodeId, Instant)> = None;
+    loop {
+        tokio::select! {
+            answer = &mut forward => return Ok(answer),
+            _ = check.tick() => {
+                core.quorum()?;
+                if out_of_reach(core, id) {
+                    return Err(format!(
+                        "lost contact with the leader (manager {id} at {addr}) while the write was on its way to it"
+                    ));
+                }
+                match core.leader() {
+                    Some((other, _)) if other != id => {
+                        let (new, since) = *replaced.get_or_insert((other, Instant::now()));
+                        if since.elapsed() >= core.config.election_timeout_max {
+                            return Err(format!(
+                                "manager {new} became the leader while the write was on its way to manager {id} at {addr}, which did not answer"
+                            ));
+                        }
+                    }
+                    _ => replaced = None,
+                }
+            }
+        }
+    }
+}
+
 /// The error for a forwarded write whose answer was lost (the connection
 /// broke, or the leader did not answer in time). It may have been proposed,
 /// so it is not retried; but if the cause is that this manager has lost the
@@ -320,11 +406,11 @@ async fn explain_lost(core: &Core, lost: String, deadline: Instant) -> StoreErro
     let until = deadline.min(Instant::now() + core.config.election_timeout_max);
     loop {
         if let Err(why) = core.quorum() {
-            return StoreError::Unavailable(format!("{why}; the write may still be applied"));
+            return StoreError::OutcomeUnknown(why);
         }
         let now = Instant::now();
         if now >= until {
-            return StoreError::Unavailable(lost);
+            return StoreError::OutcomeUnknown(lost);
         }
         tokio::time::sleep((core.config.heartbeat_interval / 2).min(until - now)).await;
     }

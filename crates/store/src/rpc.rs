@@ -79,11 +79,21 @@ fn not_leader(hint: Option<NodeId>) -> NotLeader {
 }
 
 /// The text a follower hands its caller for `e`, as the leader's own
-/// `update` would answer it (both as [`StoreError::Unavailable`]).
+/// `update` would answer it.
 fn unavailable_text(e: StoreError) -> String {
     match e {
-        StoreError::Unavailable(why) => why,
+        StoreError::Unavailable(why) | StoreError::OutcomeUnknown(why) => why,
         other => format!("the leader failed: {other}"),
+    }
+}
+
+/// What a follower is told of a forwarded write that failed with `e`: a
+/// refusal only when the leader surely did not propose it.
+fn forward_failure(e: StoreError) -> forward_reply::Outcome {
+    use forward_reply::Outcome;
+    match e {
+        e @ StoreError::Unavailable(_) => Outcome::Refused(unavailable_text(e)),
+        e => Outcome::OutcomeUnknown(unavailable_text(e)),
     }
 }
 
@@ -160,11 +170,11 @@ impl Raft for RaftService {
             return answer(Outcome::NotLeader(not_leader(None)));
         }
         match tokio::time::timeout(timeout, rx).await {
-            Err(_) => answer(Outcome::Unavailable(format!(
-                "the write was not applied within {timeout:?}; it may still be"
+            Err(_) => answer(Outcome::OutcomeUnknown(format!(
+                "the leader did not apply the write within {timeout:?}"
             ))),
-            Ok(Err(_)) => answer(Outcome::Unavailable(
-                "the leader's store stopped before answering; the write may be applied".into(),
+            Ok(Err(_)) => answer(Outcome::OutcomeUnknown(
+                "the leader's store stopped before answering".into(),
             )),
             Ok(Ok(Ok((index, results)))) => {
                 let results = serde_json::to_vec(&results)
@@ -172,7 +182,7 @@ impl Raft for RaftService {
                 answer(Outcome::Applied(Applied { index, results }))
             }
             Ok(Ok(Err(Failure::NotLeader(hint)))) => answer(Outcome::NotLeader(not_leader(hint))),
-            Ok(Ok(Err(Failure::Store(e)))) => answer(Outcome::Unavailable(unavailable_text(e))),
+            Ok(Ok(Err(Failure::Store(e)))) => answer(forward_failure(e)),
         }
     }
 

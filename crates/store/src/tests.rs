@@ -407,7 +407,8 @@ async fn a_stuck_store_answers_unavailable_instead_of_hanging() {
     drop(guard);
     let err = handle.await.expect("update task");
     let err = err.unwrap_err();
-    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    // Proposed, so its outcome is unknown to the caller.
+    assert!(err.outcome_unknown() && err.is_retryable(), "{err}");
     // Once unstuck, the write that timed out is applied after all.
     wait_metrics(&store, "the stalled entry is applied", |m| {
         m.last_applied.map(|l| l.index) == m.last_log_index
