@@ -1135,3 +1135,45 @@ async fn a_silenced_follower_answers_a_write_on_its_way_to_the_leader_fast_namin
     let upto = settle(&c).await;
     check_logs(&mut c, &ledger, upto).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_entry_a_new_leader_replaces_answers_unknown_and_never_proposes_it_again() {
+    let mut c = Cluster::three().await;
+    let old = c.wait_for_leader(&[0, 1, 2]).await;
+    let others: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    let mut ledger = Ledger::default();
+    ledger
+        .write(&c.m(old).store, "before")
+        .await
+        .expect("write through the leader");
+
+    // The leader still hears the others (their probes keep its quorum), but
+    // what it sends is dropped: it appends the write and cannot replicate
+    // it, the others hear no heartbeat and elect a new leader, and that
+    // leader's first entries replace the old one's. openraft then answers
+    // "forward to the leader", as it does to a write it never proposed.
+    c.net.silence_outgoing(&c.m(old).addr);
+    let silenced = Instant::now();
+    let err = ledger
+        .write(&c.m(old).store, "replaced")
+        .await
+        .expect_err("the entry cannot be committed");
+    let took = silenced.elapsed();
+    println!("a leader's entry replaced by a new leader's: answered in {took:?}: {err}");
+    assert!(err.outcome_unknown(), "{err}");
+    assert!(err.to_string().contains("lost the leadership"), "{err}");
+    // An election and one AppendEntries, not the write timeout.
+    assert!(
+        took < Duration::from_secs(3),
+        "answering took {took:?}: {err}"
+    );
+    let new = c.wait_for_leader(&others).await;
+    assert_ne!(new, old);
+
+    c.net.unsilence(&c.m(old).addr);
+    let upto = settle(&c).await;
+    let counts = check_logs(&mut c, &ledger, upto).await;
+    // Its only copy was the old leader's, which is gone: it was not
+    // proposed again at the new leader.
+    assert_eq!(count_of(&counts, "replaced"), vec![0, 0, 0]);
+}

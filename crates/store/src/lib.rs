@@ -223,6 +223,8 @@ pub(crate) struct Core {
     metrics: watch::Receiver<Metrics>,
     peers: Arc<Peers>,
     shared: Arc<Shared>,
+    /// Which of this manager's proposals its log appended.
+    appends: Arc<log_store::Appends>,
     config: StoreConfig,
 }
 
@@ -299,6 +301,7 @@ impl Store {
         .map_err(|e| StoreError::Storage(format!("opening the store: {e}")))??;
 
         let log_bytes = log_store.appended_bytes();
+        let appends = log_store.appends();
         let shared = Arc::new(Shared::new(applied, WATCH_CAPACITY));
         let state_machine = StateMachine::new(shared.clone(), config.dir.clone());
         let has_network = connector.is_some();
@@ -328,6 +331,7 @@ impl Store {
             me: config.node_id,
             peers: peers.clone(),
             shared,
+            appends,
             config: config.clone(),
         });
         let (proposals, requests) = mpsc::unbounded_channel();

@@ -29,9 +29,9 @@
 
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
-use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, StorageIOError};
+use openraft::{AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, StorageIOError};
 use redb::{Database, ReadableTable, TableDefinition};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
@@ -149,6 +149,63 @@ pub(crate) struct LogStore {
     cache: Arc<Mutex<LogCache>>,
     tx: mpsc::Sender<WriteOp>,
     appended_bytes: Arc<AtomicU64>,
+    appends: Arc<Appends>,
+}
+
+/// The leader's proposals whose fate the proposer must know, by
+/// [`Proposal::tag`](crate::types::Proposal): registered before each is
+/// proposed, marked once the log appends it. openraft answers "forward to
+/// the leader" both to a write it refused (never proposed: safe to send to
+/// the new leader) and to one it appended and later deleted because a new
+/// leader's entries replaced it (proposed: it may have reached other
+/// managers, which could still commit it); this tells the two apart.
+#[derive(Default)]
+pub(crate) struct Appends {
+    last_tag: AtomicU64,
+    watched: Mutex<HashMap<u64, bool>>,
+}
+
+impl Appends {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, bool>> {
+        // Each critical section is one map operation.
+        self.watched.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a proposal about to be made; it carries the returned tag.
+    pub(crate) fn watch(self: &Arc<Self>) -> Watched {
+        let tag = self.last_tag.fetch_add(1, Ordering::Relaxed) + 1;
+        self.lock().insert(tag, false);
+        Watched {
+            appends: self.clone(),
+            tag,
+        }
+    }
+
+    fn mark(&self, tag: u64) {
+        if let Some(appended) = self.lock().get_mut(&tag) {
+            *appended = true;
+        }
+    }
+}
+
+/// One registered proposal; dropping it forgets it.
+pub(crate) struct Watched {
+    appends: Arc<Appends>,
+    pub(crate) tag: u64,
+}
+
+impl Watched {
+    /// Whether the log appended the proposal (it may have been deleted
+    /// since).
+    pub(crate) fn appended(&self) -> bool {
+        self.appends.lock().get(&self.tag).copied().unwrap_or(false)
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.appends.lock().remove(&self.tag);
+    }
 }
 
 #[derive(Clone)]
@@ -195,6 +252,7 @@ impl LogStore {
             cache: Arc::new(Mutex::new(cache)),
             tx: tx.clone(),
             appended_bytes,
+            appends: Arc::default(),
         };
         Ok((
             store,
@@ -210,6 +268,11 @@ impl LogStore {
     /// a snapshot (and so purges the log) when they pass its budget.
     pub(crate) fn appended_bytes(&self) -> Arc<AtomicU64> {
         self.appended_bytes.clone()
+    }
+
+    /// The register of the proposals the proposer watches.
+    pub(crate) fn appends(&self) -> Arc<Appends> {
+        self.appends.clone()
     }
 
     // The error type is openraft's, fixed by the trait methods that return it.
@@ -523,6 +586,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut c = lock(&self.cache);
             for e in &entries {
                 c.entries.insert(e.log_id.index, e.clone());
+            }
+        }
+        // Marked before openraft can learn of the append, and so before it
+        // could delete the entry again.
+        for e in &entries {
+            if let EntryPayload::Normal(p) = &e.payload {
+                if p.tag != 0 {
+                    self.appends.mark(p.tag);
+                }
             }
         }
         self.send(WriteOp::Append { entries, callback })

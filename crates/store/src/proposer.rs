@@ -13,7 +13,10 @@
 //! leader answers "not leader" and proposes nothing, and the follower retries
 //! at the leader it learns of, which is always safe. Any failure after a
 //! write may have been proposed is answered, never retried: the caller gets
-//! [`StoreError::OutcomeUnknown`] (the write may still be applied).
+//! [`StoreError::OutcomeUnknown`] (the write may still be applied). That
+//! includes a leader's entry that a new leader's entries replaced, which
+//! openraft reports as "not leader" like a write it refused outright: the
+//! log store's [`Appends`](crate::log_store::Appends) tells the two apart.
 //!
 //! A write on its way to the leader is watched, as the leader watches its
 //! own proposals: it is given up, as of unknown outcome, as soon as this
@@ -26,6 +29,7 @@
 //! nothing was sent.
 
 use crate::cluster::{leader_in, no_leader};
+use crate::log_store::Watched;
 use crate::network::ForwardFailure;
 use crate::types::{NodeId, Proposal, Response, TypeConfig};
 use crate::{write_error, Core, StoreError, MAX_BATCHES_PER_ENTRY};
@@ -188,17 +192,21 @@ pub(crate) async fn write_as_leader(
 ) -> Result<(u64, Response), Failure> {
     core.quorum()
         .map_err(|e| Failure::Store(StoreError::Unavailable(e)))?;
-    let write = core.raft.client_write(Proposal { batches });
+    let watched = core.appends.watch();
+    let write = core.raft.client_write(Proposal {
+        batches,
+        tag: watched.tag,
+    });
     if !core.peers.has_network() {
         // A single node cannot lose its quorum: spare every write a timer.
-        return answered(write.await);
+        return answered(write.await, &watched);
     }
     tokio::pin!(write);
     let mut check = tokio::time::interval(core.config.heartbeat_interval);
     check.reset();
     loop {
         tokio::select! {
-            result = &mut write => return answered(result),
+            result = &mut write => return answered(result, &watched),
             _ = check.tick() => {
                 if let Err(e) = core.quorum() {
                     return Err(Failure::Store(StoreError::OutcomeUnknown(e)));
@@ -208,14 +216,29 @@ pub(crate) async fn write_as_leader(
     }
 }
 
+/// What the proposer makes of openraft's answer to the proposal `watched`.
 fn answered(
     result: Result<
         openraft::raft::ClientWriteResponse<TypeConfig>,
         RaftError<NodeId, ClientWriteError<NodeId, openraft::BasicNode>>,
     >,
+    watched: &Watched,
 ) -> Result<(u64, Response), Failure> {
     match result {
         Ok(resp) => Ok((resp.log_id.index, resp.data)),
+        // Appended, then replaced by a new leader's entries: other managers
+        // may hold it and one of them may still commit it (with five
+        // managers, a later leader can), so it must not be proposed again.
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) if watched.appended() => {
+            let to = f.leader_id.map_or_else(
+                || "another manager".to_string(),
+                |id| format!("manager {id}"),
+            );
+            Err(Failure::Store(StoreError::OutcomeUnknown(format!(
+                "this manager lost the leadership to {to} before its entry for the write was committed"
+            ))))
+        }
+        // Refused before it was appended: never proposed.
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
             Err(Failure::NotLeader(f.leader_id))
         }

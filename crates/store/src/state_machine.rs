@@ -288,6 +288,7 @@ mod tests {
                         ops,
                     })
                     .collect(),
+                tag: 0,
             }),
         }
     }

@@ -17,6 +17,11 @@ use std::io::Cursor;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Proposal {
     pub batches: Vec<api::Batch>,
+    /// On the leader that proposes it, the proposer's handle on the entry
+    /// (see [`crate::log_store::Appends`]); never stored or sent, so 0
+    /// everywhere else.
+    #[serde(skip)]
+    pub(crate) tag: u64,
 }
 
 /// What applying one log entry answers: for each batch of its [`Proposal`], in
