@@ -15,7 +15,7 @@
 //! configuration). A call on a follower is carried out by the leader
 //! (`ChangeManagers` RPC).
 
-use crate::proposer::Failure;
+use crate::proposer::{out_of_reach, watch_forward, Failure};
 use crate::snapshot;
 use crate::state_machine::apply_entries;
 use crate::types::{NodeId, SnapshotMeta, StoredMembership};
@@ -303,11 +303,24 @@ impl Store {
                         Err(Failure::Store(e)) => return Err(e),
                     }
                 }
+                Some((id, _)) if refused_by != Some(id) && out_of_reach(&core, id) => {
+                    // As for a write: nothing is sent to a leader this
+                    // manager has not heard from; wait for the next one.
+                    refused_by = Some(id);
+                }
                 Some((id, addr)) if refused_by != Some(id) => {
-                    let sent = core
-                        .peers
-                        .change_managers(id, &addr, change.to_request(), deadline - now)
-                        .await;
+                    let sent =
+                        core.peers
+                            .change_managers(id, &addr, change.to_request(), deadline - now);
+                    let what = "the change of managers";
+                    let sent =
+                        watch_forward(&core, id, &addr, what, sent)
+                            .await
+                            .map_err(|why| {
+                                StoreError::Unavailable(format!(
+                                    "{why}; the change of managers may still happen"
+                                ))
+                            })?;
                     match sent {
                         Ok(reply) => match reply.outcome {
                             Some(Outcome::Done(_)) => return Ok(()),

@@ -1177,3 +1177,40 @@ async fn a_leader_whose_entry_a_new_leader_replaces_answers_unknown_and_never_pr
     // proposed again at the new leader.
     assert_eq!(count_of(&counts, "replaced"), vec![0, 0, 0]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_of_managers_through_a_follower_whose_leader_goes_silent_is_answered_fast() {
+    let c = Cluster::three().await;
+    let old = c.wait_for_leader(&[0, 1, 2]).await;
+    let others: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    let via = others[0];
+    // The follower's connection to the leader is open and in use.
+    c.m(via)
+        .store
+        .update(create("before"))
+        .await
+        .expect("write through a follower");
+
+    c.net.silence(&c.m(old).addr);
+    let silenced = Instant::now();
+    let err = c
+        .m(via)
+        .store
+        .remove_manager(c.m(others[1]).id())
+        .await
+        .expect_err("the silenced leader cannot carry it out");
+    let took = silenced.elapsed();
+    println!(
+        "leader silenced: a change of managers forwarded at once was answered in {took:?}: {err}"
+    );
+    assert!(took < FAST, "answering took {took:?}: {err}");
+    assert!(
+        err.to_string().contains(&format!(
+            "lost contact with the leader (manager {} at {}) while the change of managers was on its way to it",
+            c.m(old).id(),
+            c.m(old).addr
+        )),
+        "{err}"
+    );
+    c.net.unsilence(&c.m(old).addr);
+}

@@ -298,7 +298,7 @@ async fn propose_anywhere(
                     batches: body.clone(),
                 };
                 let forward = core.peers.forward(id, &addr, request, deadline - now);
-                let reply = match watch_forward(core, id, &addr, forward).await {
+                let reply = match watch_forward(core, id, &addr, "the write", forward).await {
                     Ok(reply) => reply,
                     Err(why) => return Err(StoreError::OutcomeUnknown(why)),
                 };
@@ -368,22 +368,24 @@ async fn propose_anywhere(
 /// Whether this manager has heard nothing from `id` for a whole
 /// reachability window (the probes ask every heartbeat). Never while the
 /// store has just opened and nobody was asked yet.
-fn out_of_reach(core: &Core, id: NodeId) -> bool {
+pub(crate) fn out_of_reach(core: &Core, id: NodeId) -> bool {
     !core.peers.too_early_to_judge() && !core.peers.reachable(id)
 }
 
-/// Waits for the answer of the leader `id` to a forwarded write, and gives
-/// up early, with the cause, when waiting longer cannot help: this manager
+/// Waits for the answer of the leader `id` to `what` (a forwarded write, a
+/// change of managers), and gives up early, with the cause, when waiting
+/// longer cannot help: this manager
 /// lost its majority, the leader stopped answering its probes, or another
 /// leader is known and the old one has not answered for an election
 /// timeout since (a leader that stepped down answers by then: its entry is
 /// either committed by the new leader or overwritten, which it reports as
-/// "not leader"). The write may have reached the leader, so it is never
+/// "not leader"). The request may have reached the leader, so it is never
 /// retried after giving up.
-async fn watch_forward<F>(
+pub(crate) async fn watch_forward<F>(
     core: &Core,
     id: NodeId,
     addr: &str,
+    what: &str,
     forward: F,
 ) -> Result<F::Output, String>
 where
@@ -401,7 +403,7 @@ where
                 core.quorum()?;
                 if out_of_reach(core, id) {
                     return Err(format!(
-                        "lost contact with the leader (manager {id} at {addr}) while the write was on its way to it"
+                        "lost contact with the leader (manager {id} at {addr}) while {what} was on its way to it"
                     ));
                 }
                 match core.leader() {
@@ -409,7 +411,7 @@ where
                         let (new, since) = *replaced.get_or_insert((other, Instant::now()));
                         if since.elapsed() >= core.config.election_timeout_max {
                             return Err(format!(
-                                "manager {new} became the leader while the write was on its way to manager {id} at {addr}, which did not answer"
+                                "manager {new} became the leader while {what} was on its way to manager {id} at {addr}, which did not answer"
                             ));
                         }
                     }
