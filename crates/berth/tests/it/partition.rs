@@ -37,10 +37,10 @@ const FAST: Duration = Duration::from_secs(2);
 const LOST_MAJORITY: &str = "lost contact with a majority of managers";
 
 /// Whether a refusal leaves the write's outcome open: the store says so in
-/// its message ("it may still be", "may still be applied", "may be
-/// applied"); any other 503 was refused before it was proposed.
+/// one wording (`StoreError::OutcomeUnknown`); any other 503 was refused
+/// before it was proposed.
 fn outcome_unknown(message: &str) -> bool {
-    message.contains("may still be") || message.contains("may be applied")
+    message.contains("the write may still be applied")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
