@@ -102,17 +102,22 @@ pub struct SwimSettings {
 }
 
 impl SwimSettings {
-    /// Defaults for a LAN: a dead member is typically down in 2-3 s (at
-    /// least `probe_period + suspect_to_down_after`, plus the wait until
-    /// someone probes it). A LAN's round trip is well under a millisecond, so
-    /// `probe_rtt` leaves room for a loaded host, not for the network.
+    /// Defaults for a LAN, tuned so that a dead member is down everywhere
+    /// in about a second and a half (at least `probe_period +
+    /// suspect_to_down_after`, plus the wait until someone probes it and the
+    /// spread of the news), which leaves the managers room to reschedule its
+    /// tasks within 3 s. That is aggressive for a loaded host, on purpose:
+    /// a live member wrongly declared down only rejoins under a new
+    /// generation, and the managers never act on gossip's word alone (see
+    /// `manager::liveness`). A LAN's round trip is well under a millisecond,
+    /// so `probe_rtt` leaves room for a loaded host, not for the network.
     pub fn lan() -> Self {
         Self {
-            probe_period: Duration::from_millis(700),
-            probe_rtt: Duration::from_millis(250),
+            probe_period: Duration::from_millis(500),
+            probe_rtt: Duration::from_millis(200),
             indirect_probes: 3,
-            suspect_to_down_after: Duration::from_millis(1000),
-            gossip_interval: Duration::from_millis(200),
+            suspect_to_down_after: Duration::from_millis(700),
+            gossip_interval: Duration::from_millis(100),
             retransmits: 10,
             announce_interval: Duration::from_secs(1),
             sync_interval: Duration::from_secs(30),
@@ -364,6 +369,7 @@ pub struct Gossip {
     members: watch::Receiver<Vec<(Member, MemberState)>>,
     status: watch::Receiver<LocalStatus>,
     cipher: watch::Sender<Arc<Cipher>>,
+    seeds: watch::Sender<Vec<SocketAddr>>,
     counters: Arc<Counters>,
     task: Option<JoinHandle<()>>,
 }
@@ -385,31 +391,25 @@ impl Gossip {
     /// Binds the socket and starts the task that runs the protocol. Must be
     /// called within a tokio runtime.
     pub async fn start(config: GossipConfig) -> Result<Gossip, GossipError> {
-        config.swim.validate()?;
-        if config.node_id.is_empty() {
-            return Err(GossipError::Config("node_id is empty".into()));
-        }
-        // 65507 is the largest UDP payload over IPv4.
-        if !(SEAL_OVERHEAD + 512..=65_507).contains(&config.max_datagram) {
-            return Err(GossipError::Config(format!(
-                "max_datagram must be between {} and 65507",
-                SEAL_OVERHEAD + 512
-            )));
-        }
-        // Checked before binding, so a bad configuration never takes a port.
-        if config.advertise.ip().is_unspecified() && config.bind.ip().is_unspecified() {
-            return Err(GossipError::Config(
-                "advertise address needs a specific IP when binding a wildcard".into(),
-            ));
-        }
+        Self::check(&config)?;
+        let socket = bind(config.bind)?;
+        Self::start_with_socket(config, socket).await
+    }
+
+    /// Starts on a socket bound beforehand (`config.bind` is then unused):
+    /// a node binds its gossip port before it asks to join, since the port
+    /// goes into its join request.
+    pub async fn start_with_socket(
+        config: GossipConfig,
+        std_socket: StdUdpSocket,
+    ) -> Result<Gossip, GossipError> {
+        Self::check(&config)?;
         let cipher = Arc::new(Cipher::new(&config.keys)?);
         let foca_config = config.swim.foca_config(config.max_datagram)?;
-
         let bind_err = |source| GossipError::Bind {
             addr: config.bind,
             source,
         };
-        let std_socket = StdUdpSocket::bind(config.bind).map_err(bind_err)?;
         std_socket.set_nonblocking(true).map_err(bind_err)?;
         let socket = tokio::net::UdpSocket::from_std(std_socket).map_err(bind_err)?;
         let local_addr = socket.local_addr().map_err(bind_err)?;
@@ -427,6 +427,7 @@ impl Gossip {
             joined: false,
         });
         let (cipher_tx, cipher_rx) = watch::channel(cipher);
+        let (seeds_tx, seeds_rx) = watch::channel(config.seeds);
         let (commands_tx, commands_rx) = mpsc::channel(4);
         let counters = Arc::new(Counters::default());
 
@@ -436,11 +437,7 @@ impl Gossip {
             rng_seed: random_seed()?,
             socket,
             cipher: cipher_rx,
-            seeds: config
-                .seeds
-                .into_iter()
-                .filter(|s| *s != advertise)
-                .collect(),
+            seeds: seeds_rx,
             announce_interval: config.swim.announce_interval,
             max_datagram: config.max_datagram,
             events: events.clone(),
@@ -458,9 +455,31 @@ impl Gossip {
             members,
             status,
             cipher: cipher_tx,
+            seeds: seeds_tx,
             counters,
             task: Some(task),
         })
+    }
+
+    /// What is wrong with `config`, checked before any port is taken.
+    fn check(config: &GossipConfig) -> Result<(), GossipError> {
+        config.swim.validate()?;
+        if config.node_id.is_empty() {
+            return Err(GossipError::Config("node_id is empty".into()));
+        }
+        // 65507 is the largest UDP payload over IPv4.
+        if !(SEAL_OVERHEAD + 512..=65_507).contains(&config.max_datagram) {
+            return Err(GossipError::Config(format!(
+                "max_datagram must be between {} and 65507",
+                SEAL_OVERHEAD + 512
+            )));
+        }
+        if config.advertise.ip().is_unspecified() && config.bind.ip().is_unspecified() {
+            return Err(GossipError::Config(
+                "advertise address needs a specific IP when binding a wildcard".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The address the socket is bound to (with the real port if 0 was asked).
@@ -503,6 +522,16 @@ impl Gossip {
         Ok(())
     }
 
+    /// Replaces the seeds announced to while this node is not joined (the
+    /// managers' gossip addresses, as the cluster changes).
+    pub fn set_seeds(&self, seeds: Vec<SocketAddr>) {
+        self.seeds.send_if_modified(|s| {
+            let changed = *s != seeds;
+            *s = seeds;
+            changed
+        });
+    }
+
     pub fn stats(&self) -> GossipStats {
         self.counters.snapshot()
     }
@@ -542,6 +571,11 @@ impl Drop for Gossip {
             task.abort();
         }
     }
+}
+
+/// Binds a gossip socket, for [`Gossip::start_with_socket`].
+pub fn bind(addr: SocketAddr) -> Result<StdUdpSocket, GossipError> {
+    StdUdpSocket::bind(addr).map_err(|source| GossipError::Bind { addr, source })
 }
 
 fn advertised(advertise: SocketAddr, bound: SocketAddr) -> Result<SocketAddr, GossipError> {

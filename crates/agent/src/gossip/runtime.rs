@@ -32,7 +32,7 @@ pub(super) struct DriverParts {
     pub(super) rng_seed: [u8; 32],
     pub(super) socket: UdpSocket,
     pub(super) cipher: watch::Receiver<Arc<Cipher>>,
-    pub(super) seeds: Vec<SocketAddr>,
+    pub(super) seeds: watch::Receiver<Vec<SocketAddr>>,
     pub(super) announce_interval: Duration,
     pub(super) max_datagram: usize,
     pub(super) events: broadcast::Sender<MemberEvent>,
@@ -45,7 +45,8 @@ pub(super) struct DriverParts {
 pub(super) struct Driver {
     foca: Swim,
     io: Io,
-    seeds: Vec<SocketAddr>,
+    /// Where to announce until joined; this node's own address is skipped.
+    seeds: watch::Receiver<Vec<SocketAddr>>,
     announce_interval: Duration,
     max_datagram: usize,
     joined: bool,
@@ -284,8 +285,16 @@ impl Driver {
         if self.joined {
             return;
         }
-        for seed in &self.seeds {
-            if let Err(e) = self.foca.announce(NodeIdentity::seed(*seed), &mut self.io) {
+        let me = self.foca.identity().addr;
+        let seeds: Vec<SocketAddr> = self
+            .seeds
+            .borrow()
+            .iter()
+            .copied()
+            .filter(|s| *s != me)
+            .collect();
+        for seed in seeds {
+            if let Err(e) = self.foca.announce(NodeIdentity::seed(seed), &mut self.io) {
                 tracing::debug!(%seed, error = %e, "announcing to a gossip seed failed");
             }
         }

@@ -356,3 +356,59 @@ async fn start_refuses_unusable_settings() {
         Err(GossipError::Config(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_on_a_socket_bound_early_joins_through_seeds_given_later() {
+    let keys = Keyring::single(key(1, 0x33));
+    let swim = fast();
+    let first = start("late-0", loopback(), &[], &keys, &swim).await;
+    // Bound before anything else is known (as a joining node binds before
+    // it asks to join), port 0 resolved by the kernel, no seeds yet.
+    let socket = bind(loopback()).expect("bind");
+    let bound = socket.local_addr().expect("address");
+    let mut config = GossipConfig::new("late-1", loopback(), keys.clone());
+    config.swim = swim.clone();
+    let late = Gossip::start_with_socket(config, socket)
+        .await
+        .expect("start on the bound socket");
+    assert_eq!(late.local_addr(), bound);
+    assert_eq!(late.local_member().addr, bound, "advertises the bound port");
+    assert!(!late.is_joined());
+
+    // Its own address among the seeds is skipped; the first node's lets it in.
+    late.set_seeds(vec![bound, first.local_addr()]);
+    let nodes = [first, late];
+    wait_all_alive(&nodes, Duration::from_secs(10)).await;
+    assert!(nodes[1].is_joined());
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lan_settings_detect_a_crash_with_five_members() {
+    // The settings every node runs, with five members as in the benchmark's
+    // cluster; the figure is printed (the target lives in the benchmark
+    // `worker_death`, this only checks that the settings detect at all).
+    let keys = Keyring::single(key(1, 0x44));
+    let swim = SwimSettings::lan();
+    let mut nodes = group("lan", 5, &keys, &swim).await;
+    wait_all_alive(&nodes, Duration::from_secs(10)).await;
+    let victim = nodes.pop().expect("five nodes");
+    let victim_addr = victim.local_addr();
+    let crashed = Instant::now();
+    victim.shutdown().await;
+    for node in &nodes {
+        wait_members(node, Duration::from_secs(10), "crash detected", |m| {
+            m.iter()
+                .any(|(mm, s)| mm.addr == victim_addr && *s == MemberState::Down)
+        })
+        .await;
+    }
+    let detected = crashed.elapsed();
+    println!("LAN settings: a crash seen down by all 4 survivors in {detected:?}");
+    assert!(detected < Duration::from_secs(10), "took {detected:?}");
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
