@@ -168,6 +168,14 @@ impl CaService {
     }
 }
 
+/// The gossip address a joining node sent, if it is one (`host:port`).
+fn gossip_addr(sent: &str) -> String {
+    match sent.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.port() != 0 && !a.ip().is_unspecified() => a.to_string(),
+        _ => String::new(),
+    }
+}
+
 /// Whether a store event may change a `ClusterInfo`: the cluster object
 /// (roots, keys) or a node (roles, gossip addresses).
 fn concerns_cluster_info(event: &api::Event) -> bool {
@@ -265,6 +273,8 @@ impl NodeCa for CaService {
                 state: NodeState::Unknown,
                 message: "joined, waiting for its agent".into(),
                 addr: ip,
+                // Where the node gossips (a manager's is a seed for others).
+                gossip_addr: gossip_addr(&req.gossip_addr),
                 ..Default::default()
             },
             manager_status: None,

@@ -143,6 +143,7 @@ async fn apply(
             }
             id.gossip_seeds = info.gossip_seeds.clone();
         })?;
+        shared.apply_gossip(&info.gossip_keys, &info.gossip_seeds);
     }
     if managers != before.managers {
         let me = shared.view().rpc_addr.filter(|a| a.port() != 0);

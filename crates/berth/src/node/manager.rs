@@ -107,6 +107,7 @@ pub(super) async fn start_manager(
     trust: &ca::TrustBundle,
     connector: Arc<dyn Connector>,
     join_via: Option<&str>,
+    gossip: Option<&super::gossip::NodeGossip>,
 ) -> anyhow::Result<ManagerParts> {
     let data_dir = &cfg.data_dir;
     let mut store_cfg = store::StoreConfig::new(data_dir.join("store"));
@@ -139,10 +140,11 @@ pub(super) async fn start_manager(
     let (server_tls, server_tls_rx) =
         watch::channel(ca::server_config(tls_identity, trust, admit.clone())?);
     let ca_service = ca_service::CaService::new(store.clone());
-    let dispatcher: Arc<dyn api::dispatch::Dispatcher> = Arc::new(manager::LocalDispatcher::new(
-        store.clone(),
-        api::NodeRole::Manager,
-    ));
+    let mut dispatcher_cfg = manager::DispatcherConfig::new(api::NodeRole::Manager);
+    dispatcher_cfg.gossip = gossip.map(|g| g.view());
+    let dispatcher: Arc<dyn api::dispatch::Dispatcher> = Arc::new(
+        manager::LocalDispatcher::with_config(store.clone(), dispatcher_cfg),
+    );
     let hint_store = store.clone();
     let dispatch_service =
         manager::rpc::DispatcherService::new(dispatcher).with_leader_hint(move || {
@@ -182,7 +184,8 @@ pub(super) async fn start_manager(
             .context("founding the Raft group")?;
         let mut cluster = api::Cluster::new("berth");
         cluster.security = Some(sec);
-        let me = self_node(identity, cfg, rpc_adv);
+        let mut me = self_node(identity, cfg, rpc_adv);
+        me.status.gossip_addr = gossip.map(|g| g.addr().to_string()).unwrap_or_default();
         store
             .update(vec![Op::Create(cluster.into()), Op::Create(me.into())])
             .await
@@ -209,7 +212,12 @@ pub(super) async fn start_manager(
         chores: vec![
             tokio::spawn(log_leader_changes(store.clone())),
             tokio::spawn(manager::roles::run(store.clone())),
-            tokio::spawn(ca_service::finish_root_rotations(store)),
+            tokio::spawn(ca_service::finish_root_rotations(store.clone())),
+            tokio::spawn(super::gossip::record_gossip_addr(
+                store,
+                identity.node_id.clone(),
+                gossip.map(|g| g.addr()),
+            )),
         ],
     })
 }

@@ -12,6 +12,7 @@
 
 mod ca_service;
 mod follow;
+mod gossip;
 mod identity;
 pub mod ipc;
 mod leave;
@@ -137,6 +138,8 @@ pub(crate) struct Shared {
     manager: tokio::sync::Mutex<Option<ManagerParts>>,
     view: std::sync::Mutex<View>,
     role: tokio::sync::watch::Sender<Role>,
+    /// The node's gossip member; none if it could not start.
+    gossip: Option<gossip::NodeGossip>,
 }
 
 /// What the node's accessors answer without waiting for a role change.
@@ -173,6 +176,8 @@ impl Node {
             Some(l) => SocketAddr::new(cfg.addrs.advertise, l.local_addr()?.port()),
             None => SocketAddr::new(cfg.addrs.advertise, 0),
         };
+        // Gossip's port goes into the join request too.
+        let gossip_socket = gossip::BoundGossip::bind(&cfg.addrs)?;
 
         let (identity, founded) = match existing {
             Some(id) => {
@@ -198,7 +203,8 @@ impl Node {
                     (id, Some(sec))
                 }
                 Membership::Join { token, manager } => {
-                    let id = join_cluster(token, manager, &hostname, &rpc_adv, &cfg.addrs).await?;
+                    let gossip_adv = gossip_socket.advertised();
+                    let id = join_cluster(token, manager, &hostname, &rpc_adv, gossip_adv).await?;
                     id.save(&data_dir)?;
                     (id, None)
                 }
@@ -225,7 +231,9 @@ impl Node {
             connector.clone(),
             agent_managers(&identity.managers, Some(rpc_adv).filter(|a| a.port() != 0)),
         ));
+        let gossip = gossip::start(gossip_socket, &identity).await;
         let shared = Arc::new(Shared {
+            gossip,
             identity: std::sync::Mutex::new(identity.clone()),
             client_tls,
             connector,
@@ -367,6 +375,9 @@ impl Node {
         follower.abort();
         let _ = follower.await;
         let agent_result = agent.shutdown().await.context("stopping tasks");
+        if let Some(g) = &shared.gossip {
+            g.leave().await;
+        }
         if let Some(m) = shared.manager.lock().await.take() {
             m.shutdown().await;
         }
@@ -475,6 +486,7 @@ impl Shared {
             &identity.trust()?,
             self.connector.clone(),
             join_via,
+            self.gossip.as_ref(),
         )
         .await
     }
@@ -557,7 +569,7 @@ async fn join_cluster(
     manager: &str,
     hostname: &str,
     rpc_adv: &SocketAddr,
-    addrs: &NodeAddrs,
+    gossip: SocketAddr,
 ) -> anyhow::Result<Identity> {
     use std::str::FromStr;
     let parsed = ca::JoinToken::from_str(token.trim())
@@ -600,7 +612,6 @@ async fn join_cluster(
     )?;
     let channel = ca::MtlsConnector::new(verified).channel(manager)?;
     let key = ca::NodeKey::generate()?;
-    let gossip = SocketAddr::new(addrs.advertise, addrs.gossip.port());
     let cert = NodeCaClient::new(channel)
         .issue_node_certificate(IssueNodeCertificateRequest {
             token: token.trim().to_string(),

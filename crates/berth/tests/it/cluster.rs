@@ -1,7 +1,8 @@
 //! A cluster of real processes on 127.x.y.z, formed as on separate machines
 //! with `berth init` and `berth join`: 3 managers and 2 workers; kill -9 of
 //! the leader (a new leader, writes accepted, nothing acknowledged lost); a
-//! worker killed (its tasks run elsewhere); a removed node's certificate
+//! worker killed (marked down by gossip and its closed stream, its tasks run
+//! elsewhere); a removed node's certificate
 //! refused; a worker's certificate refused by a manager-only RPC.
 
 use crate::multiproc::{Cluster, T};
@@ -165,9 +166,12 @@ async fn three_managers_and_two_workers_survive_losing_the_leader_and_a_worker()
         .expect("a new leader");
     assert_ne!(new_leader.description.hostname, leader);
 
-    // A worker dies: once it is marked down, its tasks run elsewhere.
+    // A worker dies: once it is marked down, its tasks run elsewhere. Gossip
+    // and a second signal (its closed assignments stream, or a late
+    // heartbeat) mark it down, well before the heartbeat grace would.
     c.kill_9("w1");
-    wait_for(
+    let killed = Instant::now();
+    let message = wait_for(
         Duration::from_secs(90),
         "w1's tasks running elsewhere",
         || async {
@@ -180,10 +184,18 @@ async fn three_managers_and_two_workers_survive_losing_the_leader_and_a_worker()
                 && running
                     .iter()
                     .all(|t| t.node_id.as_deref() != Some(w1_id.as_str())))
-            .then_some(())
+            .then(|| w1.status.message.clone())
         },
     )
     .await;
+    eprintln!(
+        "worker killed → its tasks running elsewhere: {:?} (marked down: {message})",
+        killed.elapsed()
+    );
+    assert!(
+        message.starts_with("gossip: down; "),
+        "w1 was not marked down by gossip and a second signal: {message:?}"
+    );
 
     // Removed, w1 cannot come back with its certificate.
     let (ok, _, err) = c.cli(&["node", "rm", "w1"]).await;
