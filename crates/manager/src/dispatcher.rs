@@ -10,7 +10,7 @@
 //! `InvalidSession` and registers again with its node id, which keeps the node
 //! and its tasks.
 
-use crate::liveness::{judge, GossipView, Signals, Verdict};
+use crate::liveness::{judge, GossipView, Signals, Stream, Verdict};
 use api::dispatch::{Assignments, DispatchError, Dispatcher, Session, TaskStatusUpdate};
 use api::{Event, Node, NodeDescription, NodeRole, NodeState, Object, Op, State, TaskState};
 use std::collections::{BTreeMap, HashMap};
@@ -86,6 +86,24 @@ struct Sessions {
     /// Node id → its assignments polls at this dispatcher, whatever session
     /// they belong to (an old session's poll ends only when it next wakes).
     polls: HashMap<String, Polls>,
+    /// This manager led at the last liveness check.
+    leading: bool,
+}
+
+impl Sessions {
+    /// This manager (again) leads: what it knew from an earlier term is
+    /// stale (the agents spoke to another leader meanwhile), so every node
+    /// is timed afresh from now, as if it had just registered. Without
+    /// this, a manager that regains the lead would mark every node down.
+    fn start_leading(&mut self, now: Instant) {
+        for l in self.nodes.values_mut() {
+            l.last_seen = now;
+            l.tracked_since = now;
+        }
+        for p in self.polls.values_mut() {
+            p.closed_at = None;
+        }
+    }
 }
 
 #[derive(Default)]
@@ -100,6 +118,9 @@ struct Liveness {
     /// The node's open session; a re-registration replaces it.
     session_id: Option<String>,
     last_seen: Instant,
+    /// Since when this dispatcher tracks the node (its registration, or this
+    /// manager's taking the lead).
+    tracked_since: Instant,
     /// This dispatcher marked the node down and has not marked it ready since.
     down: bool,
     /// The assignments last returned to the session, to tell whether a new
@@ -115,6 +136,7 @@ impl Liveness {
         Liveness {
             session_id,
             last_seen: now,
+            tracked_since: now,
             down: false,
             last_sent: None,
             noted: String::new(),
@@ -258,13 +280,18 @@ impl Inner {
                 .collect();
             (heartbeat_period(s), ready)
         });
+        let now = Instant::now();
         if !self.store.is_leader() {
+            self.sessions().leading = false;
             return period;
         }
-        let now = Instant::now();
         let verdicts: Vec<(String, Verdict)> = {
             let mut guard = self.sessions();
             let sessions = &mut *guard;
+            if !sessions.leading {
+                sessions.leading = true;
+                sessions.start_leading(now);
+            }
             // A node the store holds as ready that never spoke to this
             // dispatcher (it just started, or just became the leader) gets a
             // full grace period to reconnect before it is marked down.
@@ -284,12 +311,7 @@ impl Inner {
                         since_heartbeat: now.duration_since(l.last_seen),
                         heartbeat_period: period,
                         gossip: gossip.as_ref().and_then(|g| g.get(id).copied()),
-                        stream_closed_for: sessions
-                            .polls
-                            .get(id)
-                            .filter(|p| p.open == 0)
-                            .and_then(|p| p.closed_at)
-                            .map(|at| now.duration_since(at)),
+                        stream: stream(sessions.polls.get(id), l, now),
                     };
                     let verdict = judge(&signals);
                     let news = match &verdict {
@@ -383,6 +405,18 @@ impl Inner {
         if let Some(l) = self.sessions().nodes.get_mut(node_id) {
             l.last_sent = Some(Sent { index, tasks });
         }
+    }
+}
+
+/// The node's assignments polls as a liveness signal.
+fn stream(polls: Option<&Polls>, l: &Liveness, now: Instant) -> Stream {
+    match polls {
+        Some(p) if p.open > 0 => Stream::Open,
+        Some(Polls {
+            closed_at: Some(at),
+            ..
+        }) => Stream::ClosedFor(now.duration_since(*at)),
+        _ => Stream::NeverSeenFor(now.duration_since(l.tracked_since)),
     }
 }
 
@@ -714,6 +748,40 @@ mod tests {
             },
             restarts: vec![],
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_term_times_every_node_afresh_and_polls_read_as_signals() {
+        let t0 = Instant::now();
+        let mut sessions = Sessions::default();
+        sessions
+            .nodes
+            .insert("n1".into(), Liveness::new(Some("s1".into()), t0));
+        let l = &sessions.nodes["n1"];
+        let open = Polls {
+            open: 1,
+            closed_at: None,
+        };
+        let closed = Polls {
+            open: 0,
+            closed_at: Some(t0),
+        };
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let now = Instant::now();
+        let minute = Duration::from_secs(60);
+        assert_eq!(stream(Some(&open), l, now), Stream::Open);
+        assert_eq!(stream(Some(&closed), l, now), Stream::ClosedFor(minute));
+        assert_eq!(stream(None, l, now), Stream::NeverSeenFor(minute));
+        sessions.polls.insert("n1".into(), closed);
+
+        // Another manager led for that minute: nothing of before counts.
+        sessions.start_leading(now);
+        let l = &sessions.nodes["n1"];
+        assert_eq!(l.last_seen, now);
+        assert_eq!(
+            stream(sessions.polls.get("n1"), l, now),
+            Stream::NeverSeenFor(Duration::ZERO)
+        );
     }
 
     #[test]

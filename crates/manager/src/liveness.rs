@@ -15,7 +15,9 @@
 //!   node has no assignments long-poll open at this dispatcher (a killed
 //!   process closes its TCP connection, so its gRPC stream ends at once; a
 //!   live agent keeps one open at all times and reopens it within
-//!   milliseconds), or its heartbeat is late by half a period (a hung or
+//!   milliseconds; one never opened here counts after a heartbeat period,
+//!   the time a live agent has to find a new leader), or its heartbeat is
+//!   late by half a period (a hung or
 //!   unplugged machine, whose TCP connection stays open; an agent sleeps a
 //!   period between heartbeats, so one period exactly is the normal gap).
 //!
@@ -64,10 +66,19 @@ pub struct Signals {
     pub heartbeat_period: Duration,
     /// What gossip says; `None` when gossip does not know the node.
     pub gossip: Option<GossipState>,
-    /// How long the node has had no assignments poll open here, counted from
-    /// the end of the last one; `None` while one is open, or when none was
-    /// seen since the node registered (then the heartbeat signal stands in).
-    pub stream_closed_for: Option<Duration>,
+    pub stream: Stream,
+}
+
+/// The node's assignments long-polls at this dispatcher.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// One is open.
+    Open,
+    /// None is open; the last one ended this long ago.
+    ClosedFor(Duration),
+    /// None was seen since this dispatcher started tracking the node (it
+    /// became the leader, or the node registered) this long ago.
+    NeverSeenFor(Duration),
 }
 
 /// What the dispatcher makes of a node's signals.
@@ -88,13 +99,17 @@ pub fn judge(s: &Signals) -> Verdict {
     if s.since_heartbeat > period * MISSED_HEARTBEATS {
         return Verdict::Down(HEARTBEAT_FAILURE.into());
     }
-    let stream_closed = s.stream_closed_for.is_some_and(|d| d >= STREAM_GAP);
+    let stream_closed = match s.stream {
+        Stream::Open => None,
+        Stream::ClosedFor(d) => (d >= STREAM_GAP).then_some("assignments stream closed"),
+        Stream::NeverSeenFor(d) => (d >= period).then_some("no assignments stream"),
+    };
     let heartbeat_late = s.since_heartbeat > period + period / 2;
     match s.gossip {
         Some(GossipState::Down) => {
             let mut confirmed = Vec::new();
-            if stream_closed {
-                confirmed.push("assignments stream closed");
+            if let Some(why) = stream_closed {
+                confirmed.push(why);
             }
             if heartbeat_late {
                 confirmed.push("heartbeat late");
@@ -135,96 +150,118 @@ mod tests {
         use GossipState::*;
         let down = |m: &str| Verdict::Down(m.into());
         let suspect = |m: &str| Verdict::Suspect(m.into());
-        // (since heartbeat, gossip, stream closed for, verdict)
-        let cases: Vec<(Duration, Option<GossipState>, Option<Duration>, Verdict)> = vec![
+        use Stream::{ClosedFor, NeverSeenFor};
+        let open = Stream::Open;
+        // (since heartbeat, gossip, stream, verdict)
+        let cases: Vec<(Duration, Option<GossipState>, Stream, Verdict)> = vec![
             // All well, with or without gossip.
-            (ms(100), Some(Alive), None, Verdict::Ready),
-            (ms(100), None, None, Verdict::Ready),
+            (ms(100), Some(Alive), open, Verdict::Ready),
+            (ms(100), None, open, Verdict::Ready),
             // A stream between two polls, or reconnecting: not a signal alone.
-            (ms(100), Some(Alive), Some(ms(3000)), Verdict::Ready),
-            (ms(100), None, Some(ms(3000)), Verdict::Ready),
+            (ms(100), Some(Alive), ClosedFor(ms(3000)), Verdict::Ready),
+            (ms(100), None, ClosedFor(ms(3000)), Verdict::Ready),
             // Suspicion alone never marks a node down.
-            (ms(100), Some(Suspect), None, suspect("gossip: suspect")),
+            (ms(100), Some(Suspect), open, suspect("gossip: suspect")),
             (
                 ms(100),
                 Some(Suspect),
-                Some(ms(3000)),
+                ClosedFor(ms(3000)),
                 suspect("gossip: suspect"),
             ),
             (
                 ms(6000),
                 Some(Suspect),
-                Some(ms(6000)),
+                ClosedFor(ms(6000)),
                 suspect("gossip: suspect"),
             ),
             // Gossip down while the dispatcher hears the node: a UDP blip.
             (
                 ms(100),
                 Some(Down),
-                None,
+                open,
                 suspect("gossip: down, but its dispatcher session is alive"),
             ),
             // ... or a stream that closed only just now (between two polls).
             (
                 ms(100),
                 Some(Down),
-                Some(ms(10)),
+                ClosedFor(ms(10)),
                 suspect("gossip: down, but its dispatcher session is alive"),
             ),
             // Gossip down and the stream closed: a dead process.
             (
                 ms(100),
                 Some(Down),
-                Some(STREAM_GAP),
+                ClosedFor(STREAM_GAP),
                 down("gossip: down; assignments stream closed"),
             ),
             (
                 ms(2000),
                 Some(Down),
-                Some(ms(1500)),
+                ClosedFor(ms(1500)),
                 down("gossip: down; assignments stream closed"),
             ),
             // Gossip down and heartbeats late: a hung machine, TCP still open.
             (
                 ms(7501),
                 Some(Down),
-                None,
+                open,
                 down("gossip: down; heartbeat late"),
             ),
             (
                 ms(8000),
                 Some(Down),
-                Some(ms(8000)),
+                ClosedFor(ms(8000)),
                 down("gossip: down; assignments stream closed; heartbeat late"),
             ),
             // Heartbeats late alone: noted, not down.
-            (ms(7501), Some(Alive), None, suspect("heartbeat late")),
-            (ms(9000), None, Some(ms(9000)), suspect("heartbeat late")),
+            (ms(7501), Some(Alive), open, suspect("heartbeat late")),
+            (
+                ms(9000),
+                None,
+                ClosedFor(ms(9000)),
+                suspect("heartbeat late"),
+            ),
             // The grace period alone marks it down, whatever gossip says.
-            (ms(15_001), Some(Alive), None, down(HEARTBEAT_FAILURE)),
-            (ms(15_001), None, None, down(HEARTBEAT_FAILURE)),
+            (ms(15_001), Some(Alive), open, down(HEARTBEAT_FAILURE)),
+            (ms(15_001), None, open, down(HEARTBEAT_FAILURE)),
             (
                 ms(15_001),
                 Some(Down),
-                Some(ms(15_001)),
+                ClosedFor(ms(15_001)),
                 down(HEARTBEAT_FAILURE),
             ),
-            (ms(15_000), Some(Alive), None, suspect("heartbeat late")),
+            (ms(15_000), Some(Alive), open, suspect("heartbeat late")),
             // One period exactly is an agent's normal gap between heartbeats.
-            (ms(5200), Some(Alive), None, Verdict::Ready),
+            (ms(5200), Some(Alive), open, Verdict::Ready),
             (
                 ms(5200),
                 Some(Down),
-                None,
+                open,
                 suspect("gossip: down, but its dispatcher session is alive"),
             ),
+            // A stream never opened here counts once a live agent would
+            // have found this leader: one heartbeat period.
+            (
+                ms(100),
+                Some(Down),
+                NeverSeenFor(ms(4900)),
+                suspect("gossip: down, but its dispatcher session is alive"),
+            ),
+            (
+                ms(100),
+                Some(Down),
+                NeverSeenFor(P),
+                down("gossip: down; no assignments stream"),
+            ),
+            (ms(100), Some(Alive), NeverSeenFor(ms(9000)), Verdict::Ready),
         ];
-        for (since_heartbeat, gossip, stream_closed_for, want) in cases {
+        for (since_heartbeat, gossip, stream, want) in cases {
             let signals = Signals {
                 since_heartbeat,
                 heartbeat_period: P,
                 gossip,
-                stream_closed_for,
+                stream,
             };
             assert_eq!(judge(&signals), want, "{signals:?}");
         }
@@ -237,19 +274,19 @@ mod tests {
                 since_heartbeat: ms(1),
                 heartbeat_period: P,
                 gossip: Some(GossipState::Suspect),
-                stream_closed_for: None,
+                stream: Stream::Open,
             }),
             judge(&Signals {
                 since_heartbeat: ms(1),
                 heartbeat_period: P,
                 gossip: Some(GossipState::Down),
-                stream_closed_for: None,
+                stream: Stream::Open,
             }),
             judge(&Signals {
                 since_heartbeat: ms(7501),
                 heartbeat_period: P,
                 gossip: None,
-                stream_closed_for: None,
+                stream: Stream::Open,
             }),
         ] {
             let Verdict::Suspect(m) = verdict else {

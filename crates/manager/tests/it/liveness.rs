@@ -2,7 +2,9 @@
 //! test drives: a blip of suspicion never marks a node down; gossip's word
 //! alone does not either while the node's stream is open and its
 //! heartbeats fresh; gossip down with the stream closed marks it down at
-//! once (and its tasks run elsewhere); the heartbeat grace alone still does.
+//! once (and its tasks run elsewhere), as it does after a heartbeat period
+//! for a node that never opened a stream at this leader; the heartbeat grace
+//! alone still does.
 //! Short periods and real time (the store runs on real I/O), so every wait
 //! is on a condition with a deadline.
 
@@ -191,5 +193,48 @@ async fn the_heartbeat_grace_alone_marks_a_node_down_whatever_gossip_says() {
     })
     .await;
     agent.stop().await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_never_reached_this_leader_is_down_after_a_period_if_gossip_agrees() {
+    // A node the store holds as ready from before this leader (a failover)
+    // that died before its agent found the new leader: no stream was ever
+    // open here, so that counts once a live agent would have reconnected.
+    let (h, view) = harness(false).await;
+    let node = api::Node {
+        meta: api::Meta::new(api::new_id()),
+        spec: api::NodeSpec::default(),
+        description: crate::support::description("died-in-failover"),
+        status: api::NodeStatus {
+            state: NodeState::Ready,
+            ..Default::default()
+        },
+        manager_status: None,
+    };
+    let id = node.meta.id.clone();
+    // Before the node exists, so before this dispatcher tracks it.
+    let start = Instant::now();
+    h.store
+        .update(vec![api::Op::Create(node.into())])
+        .await
+        .expect("node from before");
+    say(&view, &id, GossipState::Down);
+    h.wait_for(
+        "the node marked down by gossip and its missing stream",
+        |s| {
+            (node_status(s, &id)
+                == Some((
+                    NodeState::Down,
+                    "gossip: down; no assignments stream".into(),
+                )))
+            .then_some(())
+        },
+    )
+    .await;
+    let marked = start.elapsed();
+    eprintln!("never connected + gossip down → node down in {marked:?}");
+    assert!(marked >= PERIOD, "sooner than a period: {marked:?}");
+    assert!(marked < PERIOD * 3, "no sooner than the grace: {marked:?}");
     h.stop().await;
 }
