@@ -10,7 +10,9 @@
 //! 3. `Retiring` → `Steady`: the old key is dropped.
 //!
 //! Nodes learn each step through their `WatchCluster` stream within about a
-//! second, so the grace (a minute by default) is ample. A node cut off for
+//! second, so the grace (a minute by default, and never more than a quarter
+//! of the period, so that a short period set for a test rotates quickly) is
+//! ample. A node cut off for
 //! longer than two graces misses a step and cannot gossip until its stream
 //! reconnects and brings it the keys; heartbeats cover it meanwhile.
 //!
@@ -54,6 +56,11 @@ pub fn plan(
         }
         plan.ops.push(Op::Update(next.into()));
         return plan;
+    };
+    let grace = if period.is_zero() {
+        grace
+    } else {
+        grace.min(period / 4)
     };
     let (wait, step) = match sec.gossip_key_stage.step {
         GossipKeyStep::Steady => (period, GossipKeyStep::Adding),

@@ -279,6 +279,7 @@ pub(crate) async fn record_gossip_addr(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::{Membership, Node, NodeAddrs, NodeConfig};
 
     fn member(id: &str, generation: u64, port: u16) -> Member {
         Member {
@@ -322,5 +323,189 @@ mod tests {
         assert!(keyring(&["abcd".into()]).is_err());
         let made = manager::gossip_keys::new_key(&[a]);
         assert!(keyring(&[made]).is_ok());
+    }
+
+    fn config(dir: &std::path::Path, name: &str, membership: Membership) -> NodeConfig {
+        NodeConfig {
+            data_dir: dir.join(name),
+            addrs: NodeAddrs::loopback("127.0.0.1:0".parse().expect("address")),
+            hostname: Some(name.into()),
+            // No task runs here: the shim is never started, but must exist.
+            shim: agent::ShimCommand {
+                program: std::env::current_exe().expect("the test binary"),
+                args: vec!["shim".into()],
+            },
+            credentials_file: None,
+            membership,
+        }
+    }
+
+    fn gossip_of(node: &Node) -> &NodeGossip {
+        node.shared.gossip.as_ref().expect("the node runs gossip")
+    }
+
+    /// Waits until `ok` holds on a node's gossip view.
+    async fn wait_view(
+        node: &Node,
+        what: &str,
+        ok: impl FnMut(&BTreeMap<String, GossipState>) -> bool,
+    ) {
+        let mut view = gossip_of(node).view();
+        let waited = tokio::time::timeout(Duration::from_secs(30), view.wait_for(ok))
+            .await
+            .map(|r| r.map(|_| ()));
+        match waited {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => panic!("{what}: gossip stopped"),
+            Err(_) => panic!("{what}: not within 30 s; view: {:?}", *view.borrow()),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_gossip_on_port_0_and_keep_talking_through_key_rotations() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let founder = Node::start(config(
+            dir.path(),
+            "m1",
+            Membership::Init {
+                force_new_cluster: false,
+            },
+        ))
+        .await
+        .expect("the founder starts");
+        let store = founder.store().expect("a manager's store");
+        let token = store
+            .view(|s| {
+                s.cluster()
+                    .and_then(|c| c.security.as_ref())
+                    .map(|sec| sec.join_tokens.worker.clone())
+            })
+            .expect("a worker token");
+        let worker = Node::start(config(
+            dir.path(),
+            "w1",
+            Membership::Join {
+                token,
+                manager: founder.rpc_addr().to_string(),
+            },
+        ))
+        .await
+        .expect("the worker joins");
+
+        // Port 0: the bound port is what both records and seeds say.
+        let (m1, w1) = (founder.node_id.clone(), worker.node_id.clone());
+        let recorded = |id: &str| store.view(|s| s.node(id).map(|n| n.status.gossip_addr.clone()));
+        let m1_addr = gossip_of(&founder).addr();
+        assert_ne!(m1_addr.port(), 0);
+        assert_eq!(recorded(&m1), Some(m1_addr.to_string()));
+        assert_eq!(recorded(&w1), Some(gossip_of(&worker).addr().to_string()));
+        wait_view(&founder, "the founder sees the worker alive", |v| {
+            v.get(&w1) == Some(&GossipState::Alive)
+        })
+        .await;
+        wait_view(&worker, "the worker sees the founder alive", |v| {
+            v.get(&m1) == Some(&GossipState::Alive)
+        })
+        .await;
+        assert_eq!(
+            worker.identity().gossip_seeds,
+            vec![m1_addr.to_string()],
+            "the join answer's seeds are saved"
+        );
+
+        // Rotate every 800 ms (steps 200 ms apart); watch both views for
+        // any down meanwhile.
+        let first = founder.identity().gossip_keys;
+        let mut cluster = store.view(|s| s.cluster().cloned()).expect("cluster");
+        cluster.gossip_key_rotation = Duration::from_millis(800);
+        store
+            .update(vec![api::Op::Update(cluster.into())])
+            .await
+            .expect("a short rotation period");
+        let mut views = [gossip_of(&founder).view(), gossip_of(&worker).view()];
+        let keys = || {
+            store
+                .view(|s| s.cluster().and_then(|c| c.security.clone()))
+                .map(|sec| (sec.gossip_keys, sec.gossip_key_stage.step))
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut rotations = 0;
+        let mut last = first.clone();
+        while rotations < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no two rotations in 30 s"
+            );
+            for (view, other) in views.iter_mut().zip([&w1, &m1]) {
+                let state = view.borrow_and_update().get(other.as_str()).copied();
+                assert_ne!(
+                    state,
+                    Some(GossipState::Down),
+                    "a key rotation split gossip"
+                );
+            }
+            if let Some((now, api::GossipKeyStep::Steady)) = keys() {
+                if now.len() == 1 && now != last {
+                    rotations += 1;
+                    last = now;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Both nodes hold the cluster's keys (as saved and handed to gossip),
+        // and still see each other alive on the new key.
+        let want = last;
+        for node in [&founder, &worker] {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while node.identity().gossip_keys != want {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the node never got the keys"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        assert_ne!(want, first);
+        for (view, other) in views.iter().zip([&w1, &m1]) {
+            assert_eq!(view.borrow().get(other.as_str()), Some(&GossipState::Alive));
+        }
+        // A member holding only the new key gets in both ways: the nodes
+        // open it and seal with it (they were handed it, not just saved it).
+        let mut probe = GossipConfig::new(
+            "probe",
+            "127.0.0.1:0".parse().expect("address"),
+            keyring(&want).expect("the new key"),
+        );
+        probe.seeds = vec![m1_addr, gossip_of(&worker).addr()];
+        let probe = Gossip::start(probe).await.expect("a probe member");
+        wait_view(&founder, "the founder sees a new-key-only member", |v| {
+            v.get("probe") == Some(&GossipState::Alive)
+        })
+        .await;
+        let mut members = probe.watch_members();
+        let both = tokio::time::timeout(
+            Duration::from_secs(30),
+            members.wait_for(|m| {
+                [&m1, &w1].iter().all(|id| {
+                    m.iter()
+                        .any(|(mm, st)| mm.node_id == **id && *st == MemberState::Alive)
+                })
+            }),
+        )
+        .await
+        .map(|r| r.is_ok());
+        assert_eq!(
+            both,
+            Ok(true),
+            "the new-key-only member did not hear both nodes"
+        );
+        drop(members);
+        probe.shutdown().await;
+
+        let stats =
+            [&founder, &worker].map(|n| gossip_of(n).with(|g| g.stats()).expect("gossip runs"));
+        assert!(stats.iter().all(|s| s.received > 0), "{stats:?}");
+        worker.shutdown().await.expect("worker stops");
+        founder.shutdown().await.expect("founder stops");
     }
 }
