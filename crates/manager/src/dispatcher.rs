@@ -494,7 +494,12 @@ impl Dispatcher for LocalDispatcher {
                         node.description = description.clone();
                         node.status.state = NodeState::Ready;
                         node.status.message = String::new();
-                        node.status.addr = inner.config.addr.clone();
+                        // The address the CA recorded when the node joined
+                        // (its own) stays; only a node without one gets
+                        // the dispatcher's.
+                        if node.status.addr.is_empty() {
+                            node.status.addr = inner.config.addr.clone();
+                        }
                         let id = node.meta.id.clone();
                         (Op::Update(node.into()), id, period)
                     }

@@ -338,3 +338,39 @@ async fn a_ready_node_that_never_reconnects_is_marked_down() {
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_keeps_the_address_a_node_joined_with() {
+    let h = Harness::start(Duration::from_secs(5), false).await;
+    let node = api::Node {
+        meta: Meta::new(api::new_id()),
+        spec: api::NodeSpec::default(),
+        description: description("joined"),
+        status: api::NodeStatus {
+            state: NodeState::Unknown,
+            message: "joined, waiting for its agent".into(),
+            addr: "127.3.0.21".into(),
+            gossip_addr: "127.3.0.21:7946".into(),
+            ..Default::default()
+        },
+        manager_status: None,
+    };
+    let id = node.meta.id.clone();
+    h.store
+        .update(vec![Op::Create(node.into())])
+        .await
+        .expect("joined node");
+    h.dispatcher
+        .register(Some(id.clone()), description("joined"))
+        .await
+        .expect("register");
+    let status = h
+        .store
+        .view(|s| s.node(&id).map(|n| n.status.clone()))
+        .expect("node");
+    assert_eq!(status.state, NodeState::Ready);
+    assert_eq!(status.message, "");
+    assert_eq!(status.addr, "127.3.0.21");
+    assert_eq!(status.gossip_addr, "127.3.0.21:7946");
+    h.stop().await;
+}
