@@ -78,10 +78,7 @@ pub struct Cluster {
     /// How often the leader replaces the gossip key (Swarm rotates its
     /// network keys every 12 hours); zero never rotates.
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
-    #[serde(
-        with = "crate::duration",
-        default = "default_gossip_key_rotation"
-    )]
+    #[serde(with = "crate::duration", default = "default_gossip_key_rotation")]
     pub gossip_key_rotation: std::time::Duration,
     /// The cluster's identity and secrets, made by `berth init` (and `berth
     /// up`). Held only in the managers' store: the API never serves it.
