@@ -1,7 +1,7 @@
 //! A leader with 1,000 agents: the CPU and memory of the real binary's
 //! leader while 1,000 simulated nodes keep their sessions alive.
 //!
-//! `berth init` (the release binary) runs on 127.78.0.1 in a temporary
+//! `berth init` (the release binary) runs on 127.76.0.1 in a temporary
 //! directory; the worker join token comes from the CLI (`berth join-token
 //! --quiet worker`); 1,000 node identities are made through the real join
 //! RPC (`NodeCa/IssueNodeCertificate`, after checking the manager's root
@@ -12,7 +12,8 @@
 //! with the dispatcher, keep the assignments stream open (through
 //! `agent::remote::RemoteDispatcher`, as the real agent does), heartbeat at
 //! the period the dispatcher gives, and keep a `NodeCa/WatchCluster` stream
-//! open. No tasks run: this measures sessions alone.
+//! open. No tasks run, and the agents take no part in gossip (UDP SWIM):
+//! this measures the sessions alone, not the leader's share of gossip.
 //!
 //! The leader's CPU (utime + stime from /proc/PID/stat) and memory (VmRSS
 //! from /proc/PID/status) are printed for each phase: idle before any
@@ -43,7 +44,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
-const LEADER_IP: &str = "127.78.0.1";
+const LEADER_IP: &str = "127.76.0.1";
 const RPC_PORT: u16 = 7377;
 const IDLE: Duration = Duration::from_secs(10);
 const SETTLE: Duration = Duration::from_secs(10);
@@ -227,7 +228,7 @@ async fn join_all(token: &str, manager: &str, n: usize) -> Vec<Joined> {
             let key = ca::NodeKey::generate().unwrap();
             // Addresses of hosts that do not exist: these nodes serve
             // nothing (a worker serves no RPC, and gossip is not started).
-            let host = format!("127.78.{}.{}", 1 + i / 250, 1 + i % 250);
+            let host = format!("127.76.{}.{}", 1 + i / 250, 1 + i % 250);
             let cert = NodeCaClient::new(channel)
                 .issue_node_certificate(IssueNodeCertificateRequest {
                     token,
