@@ -126,19 +126,7 @@ async fn three_managers_and_two_workers_survive_losing_the_leader_and_a_worker()
     let mut acknowledged = Vec::new();
     for i in 0..5 {
         let name = format!("ack{i}");
-        let (ok, _, err) = c
-            .cli(&[
-                "service",
-                "create",
-                "--name",
-                &name,
-                "--replicas",
-                "0",
-                "-d",
-                "--",
-                "true",
-            ])
-            .await;
+        let (ok, err) = c.write(&name).await;
         assert!(ok, "{err}");
         acknowledged.push(name);
     }
@@ -263,19 +251,7 @@ async fn a_lost_quorum_refuses_writes_fast_and_force_new_cluster_recovers_the_st
         );
         c.wait_ready(2 + i).await;
     }
-    let (ok, _, err) = c
-        .cli(&[
-            "service",
-            "create",
-            "--name",
-            "kept",
-            "--replicas",
-            "0",
-            "-d",
-            "--",
-            "true",
-        ])
-        .await;
+    let (ok, err) = c.write("kept").await;
     assert!(ok, "{err}");
 
     // Two of three managers gone: a write is refused quickly, naming the
@@ -284,19 +260,7 @@ async fn a_lost_quorum_refuses_writes_fast_and_force_new_cluster_recovers_the_st
     c.kill_9("m3");
     let refused = wait_for(T, "a write refused for lost quorum", || async {
         let started = Instant::now();
-        let (ok, _, err) = c
-            .cli(&[
-                "service",
-                "create",
-                "--name",
-                "lost",
-                "--replicas",
-                "0",
-                "-d",
-                "--",
-                "true",
-            ])
-            .await;
+        let (ok, err) = c.write("lost").await;
         (!ok && err.contains("quorum")).then(|| (started.elapsed(), err))
     })
     .await;
@@ -318,19 +282,7 @@ async fn a_lost_quorum_refuses_writes_fast_and_force_new_cluster_recovers_the_st
         &["init", "--force-new-cluster", "--advertise-addr", &m1],
     );
     wait_for(T, "a write accepted after --force-new-cluster", || async {
-        let (ok, _, _) = c
-            .cli(&[
-                "service",
-                "create",
-                "--name",
-                "after",
-                "--replicas",
-                "0",
-                "-d",
-                "--",
-                "true",
-            ])
-            .await;
+        let (ok, _) = c.write("after").await;
         ok.then_some(())
     })
     .await;

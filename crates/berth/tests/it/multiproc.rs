@@ -155,6 +155,25 @@ impl Cluster {
         join
     }
 
+    /// One small write through the CLI: a service of no replicas named
+    /// `name`. Returns whether it was acknowledged, and the CLI's stderr.
+    pub async fn write(&self, name: &str) -> (bool, String) {
+        let (ok, _, err) = self
+            .cli(&[
+                "service",
+                "create",
+                "--name",
+                name,
+                "--replicas",
+                "0",
+                "-d",
+                "--",
+                "true",
+            ])
+            .await;
+        (ok, err)
+    }
+
     /// The node `name` (its hostname) as `node ls` shows it now.
     pub async fn node(&self, name: &str) -> Option<Node> {
         self.nodes()

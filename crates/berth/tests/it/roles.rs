@@ -137,19 +137,7 @@ async fn promote_and_demote_round_trip_a_worker_and_the_leader() {
     })
     .await;
     crate::support::wait_for(T, "a write after the leader's demotion", || async {
-        let (ok, _, _) = c
-            .cli(&[
-                "service",
-                "create",
-                "--name",
-                "after",
-                "--replicas",
-                "0",
-                "-d",
-                "--",
-                "true",
-            ])
-            .await;
+        let (ok, _) = c.write("after").await;
         ok.then_some(())
     })
     .await;
