@@ -127,10 +127,12 @@ async fn apply(
     } else {
         info.managers.clone()
     };
+    // Empty fields (a manager that has not caught up) change nothing.
     let trust_changed = !info.trust_pem.is_empty() && info.trust_pem != before.trust_pem;
+    let keys_changed = !info.gossip_keys.is_empty() && info.gossip_keys != before.gossip_keys;
     if managers != before.managers
         || trust_changed
-        || info.gossip_keys != before.gossip_keys
+        || keys_changed
         || info.gossip_seeds != before.gossip_seeds
     {
         shared.update_identity(|id| {
@@ -138,7 +140,7 @@ async fn apply(
             if trust_changed {
                 id.trust_pem = info.trust_pem.clone();
             }
-            if !info.gossip_keys.is_empty() {
+            if keys_changed {
                 id.gossip_keys = info.gossip_keys.clone();
             }
             id.gossip_seeds = info.gossip_seeds.clone();
