@@ -6,18 +6,27 @@
 //! into few store updates, and marks a node down when [`crate::liveness`]
 //! says so: its heartbeats stopped, or gossip says it died and its
 //! assignments long-poll (or its heartbeat) agrees.
+//! The liveness monitor judges a node only when its verdict may change: at
+//! the next instant [`crate::liveness::next_change`] names (kept in a queue
+//! of deadlines), or at once when one of its signals changes in a way that
+//! can matter (a registration, a suspicion that a heartbeat may clear,
+//! gossip's word, a new ready node, a new heartbeat period, a new term). A
+//! heartbeat of a well node only moves its deadlines later, so it costs no
+//! judgement; the queue finds that out when the old deadline comes up.
 //! Sessions live in memory only: after a manager restart every agent gets
 //! `InvalidSession` and registers again with its node id, which keeps the node
 //! and its tasks.
 
-use crate::liveness::{judge, GossipView, Signals, Stream, Verdict};
+use crate::liveness::{judge, next_change, GossipState, GossipView, Signals, Stream, Verdict};
 use api::dispatch::{Assignments, DispatchError, Dispatcher, Session, TaskStatusUpdate};
 use api::{Event, Node, NodeDescription, NodeRole, NodeState, Object, Op, State, TaskState};
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::binary_heap::PeekMut;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 use store::{Store, StoreError};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
@@ -27,12 +36,18 @@ pub const DEFAULT_HEARTBEAT_PERIOD: Duration = Duration::from_secs(5);
 /// The status message of a node marked down by its heartbeat grace.
 pub use crate::liveness::HEARTBEAT_FAILURE;
 
-/// The longest wait between two liveness checks; a gossip change or a
-/// closed assignments poll wakes the check at once.
+/// The longest the liveness monitor sleeps: it looks whether this manager
+/// still leads (nothing announces it) and retries a failed write this often.
 const MAX_CHECK_TICK: Duration = Duration::from_millis(250);
 
 /// Attempts at a read-modify-write of a node before giving up on conflicts.
 const NODE_WRITE_ATTEMPTS: usize = 5;
+
+/// A node id, shared by the maps and the deadline queue without copying it.
+type NodeId = Arc<str>;
+
+/// Node id → gossip state, as the [`GossipView`] holds it.
+type GossipMap = BTreeMap<String, GossipState>;
 
 /// How a [`LocalDispatcher`] makes nodes and writes status reports.
 #[derive(Clone, Debug)]
@@ -73,36 +88,216 @@ struct Inner {
     config: DispatcherConfig,
     sessions: Mutex<Sessions>,
     status_tx: mpsc::Sender<PendingStatus>,
-    /// Wakes the liveness check (an assignments poll ended).
+    /// Wakes the liveness monitor (a node must be judged sooner than it
+    /// planned to wake).
     wake: Arc<Notify>,
 }
 
-#[derive(Default)]
 struct Sessions {
     /// Session id → node id.
     by_id: HashMap<String, String>,
     /// Node id → what this dispatcher knows of the node's liveness.
-    nodes: HashMap<String, Liveness>,
+    nodes: HashMap<NodeId, Liveness>,
     /// Node id → its assignments polls at this dispatcher, whatever session
     /// they belong to (an old session's poll ends only when it next wakes).
-    polls: HashMap<String, Polls>,
-    /// This manager led at the last liveness check.
+    polls: HashMap<NodeId, Polls>,
+    /// This manager led at the liveness monitor's last look.
     leading: bool,
+    /// The cluster's heartbeat period, as the monitor last read it.
+    period: Duration,
+    /// When to judge which node, soonest first. An entry counts only while
+    /// it is its node's `due`; any other is stale and skipped when it comes
+    /// up (a node judged sooner since, or forgotten).
+    deadlines: BinaryHeap<Reverse<(Instant, NodeId)>>,
+    /// When the sleeping monitor wakes by itself; `None` while it works.
+    monitor_wakes_at: Option<Instant>,
+    /// Judgements made, for tests of how little the monitor works.
+    judged: u64,
+}
+
+impl Default for Sessions {
+    fn default() -> Sessions {
+        Sessions {
+            by_id: HashMap::new(),
+            nodes: HashMap::new(),
+            polls: HashMap::new(),
+            leading: false,
+            period: DEFAULT_HEARTBEAT_PERIOD,
+            deadlines: BinaryHeap::new(),
+            monitor_wakes_at: None,
+            judged: 0,
+        }
+    }
 }
 
 impl Sessions {
     /// This manager (again) leads: what it knew from an earlier term is
     /// stale (the agents spoke to another leader meanwhile), so every node
-    /// is timed afresh from now, as if it had just registered. Without
-    /// this, a manager that regains the lead would mark every node down.
+    /// is timed afresh from now, as if it had just registered, and judged
+    /// at once. Without this, a manager that regains the lead would mark
+    /// every node down.
     fn start_leading(&mut self, now: Instant) {
-        for l in self.nodes.values_mut() {
+        self.leading = true;
+        self.deadlines.clear();
+        for (id, l) in self.nodes.iter_mut() {
             l.last_seen = now;
             l.tracked_since = now;
+            l.due = None;
+            if !l.down {
+                l.due = Some(now);
+                self.deadlines.push(Reverse((now, id.clone())));
+            }
         }
         for p in self.polls.values_mut() {
             p.closed_at = None;
         }
+    }
+
+    /// The node's signals at `now`, for [`judge`].
+    fn signals(&self, id: &str, l: &Liveness, now: Instant) -> Signals {
+        signals(self.period, self.polls.get(id), l, now)
+    }
+
+    /// Makes sure the node is judged at `at` or sooner (while this manager
+    /// leads; a new term judges every node anyway). Returns whether the
+    /// monitor sleeps past `at`, so must be woken.
+    fn judge_at(&mut self, id: &str, at: Instant) -> bool {
+        if !self.leading {
+            return false;
+        }
+        let Some((key, l)) = self.nodes.get_key_value(id) else {
+            return false;
+        };
+        if l.down || l.due.is_some_and(|due| due <= at) {
+            // Not judged before it is well again, or judged soon enough:
+            // that judgement names the next.
+            return false;
+        }
+        let key = key.clone();
+        if let Some(l) = self.nodes.get_mut(id) {
+            l.due = Some(at);
+        }
+        self.deadlines.push(Reverse((at, key)));
+        self.monitor_wakes_at.is_none_or(|wakes| at < wakes)
+    }
+
+    /// Judges every node judged at `now` all the same (a new heartbeat
+    /// period, a re-read of the store).
+    fn judge_all(&mut self, now: Instant) {
+        for (id, l) in self.nodes.iter_mut() {
+            if !l.down && l.due.is_none_or(|due| due > now) {
+                l.due = Some(now);
+                self.deadlines.push(Reverse((now, id.clone())));
+            }
+        }
+    }
+
+    /// Starts tracking a node the store holds as ready that never spoke to
+    /// this dispatcher (it just started, or just became the leader): it
+    /// gets a full grace period to reconnect before it is marked down.
+    fn track_ready(&mut self, id: &str, gossip: Option<&GossipMap>, now: Instant) -> bool {
+        if self.nodes.contains_key(id) {
+            return false;
+        }
+        let mut l = Liveness::new(None, now);
+        l.gossip = gossip.and_then(|g| g.get(id).copied());
+        self.nodes.insert(id.into(), l);
+        self.judge_at(id, now)
+    }
+
+    /// Takes gossip's view in: every node whose state in it changed is
+    /// judged at `now`.
+    fn take_gossip(&mut self, view: &GossipMap, now: Instant) {
+        for (id, l) in self.nodes.iter_mut() {
+            let state = view.get(&**id).copied();
+            if state != l.gossip {
+                l.gossip = state;
+                if !l.down && l.due.is_none_or(|due| due > now) {
+                    l.due = Some(now);
+                    self.deadlines.push(Reverse((now, id.clone())));
+                }
+            }
+        }
+    }
+
+    /// Judges the nodes whose deadline has come, queues their next one, and
+    /// pushes onto `news` the verdicts that differ from what the store was
+    /// told. Allocates nothing unless a verdict is not [`Verdict::Ready`].
+    fn judge_due(&mut self, now: Instant, news: &mut Vec<(NodeId, Verdict)>) {
+        loop {
+            let Some(top) = self.deadlines.peek_mut() else {
+                return;
+            };
+            if top.0 .0 > now {
+                return;
+            }
+            let Reverse((at, id)) = PeekMut::pop(top);
+            let Some(l) = self.nodes.get_mut(&*id) else {
+                continue;
+            };
+            if l.down || l.due != Some(at) {
+                continue;
+            }
+            let s = signals(self.period, self.polls.get(&*id), l, now);
+            let verdict = judge(&s);
+            self.judged += 1;
+            l.due = next_change(&s).map(|d| now + d);
+            if let Some(due) = l.due {
+                self.deadlines.push(Reverse((due, id.clone())));
+            }
+            let is_news = match &verdict {
+                Verdict::Ready => !l.noted.is_empty(),
+                Verdict::Suspect(m) => l.noted != *m,
+                Verdict::Down(_) => true,
+            };
+            if is_news {
+                news.push((id, verdict));
+            }
+        }
+    }
+
+    /// One of the node's assignments polls ended at `now`. Returns whether
+    /// the monitor must be woken.
+    fn poll_closed(&mut self, id: &str, now: Instant) -> bool {
+        let Some(p) = self.polls.get_mut(id) else {
+            return false;
+        };
+        p.open = p.open.saturating_sub(1);
+        if p.open > 0 {
+            return false;
+        }
+        p.closed_at = Some(now);
+        // A stream that closed just now reads as an open one, so nothing
+        // changes yet (a test of the rule holds it to that); the stream's
+        // own deadline may come before the node's next judgement.
+        let due = self
+            .nodes
+            .get(id)
+            .filter(|l| !l.down)
+            .and_then(|l| next_change(&self.signals(id, l, now)));
+        match due {
+            Some(d) => self.judge_at(id, now + d),
+            None => false,
+        }
+    }
+
+    /// When the monitor must wake next: its soonest deadline, or a tick.
+    fn next_wake(&self, now: Instant) -> Instant {
+        let tick = now + MAX_CHECK_TICK;
+        match self.deadlines.peek() {
+            Some(Reverse((at, _))) => (*at).min(tick),
+            None => tick,
+        }
+    }
+}
+
+/// A node's signals at `now`, for [`judge`].
+fn signals(period: Duration, polls: Option<&Polls>, l: &Liveness, now: Instant) -> Signals {
+    Signals {
+        since_heartbeat: now.saturating_duration_since(l.last_seen),
+        heartbeat_period: period,
+        gossip: l.gossip,
+        stream: stream(polls, l, now),
     }
 }
 
@@ -129,6 +324,11 @@ struct Liveness {
     /// The suspicion this dispatcher wrote into the node's status message
     /// (the node still ready), cleared once the node is well again.
     noted: String,
+    /// What gossip says of the node, as the monitor last took it in.
+    gossip: Option<GossipState>,
+    /// When the node is next judged (its entry in `Sessions::deadlines`);
+    /// `None` while down, or when time alone changes nothing more.
+    due: Option<Instant>,
 }
 
 impl Liveness {
@@ -140,6 +340,8 @@ impl Liveness {
             down: false,
             last_sent: None,
             noted: String::new(),
+            gossip: None,
+            due: None,
         }
     }
 }
@@ -148,33 +350,36 @@ impl Liveness {
 /// returns or is abandoned (the agent's stream closed).
 struct PollGuard<'a> {
     inner: &'a Inner,
-    node_id: String,
+    node_id: NodeId,
 }
 
 impl<'a> PollGuard<'a> {
     fn open(inner: &'a Inner, node_id: &str) -> PollGuard<'a> {
-        inner
-            .sessions()
-            .polls
-            .entry(node_id.to_string())
-            .or_default()
-            .open += 1;
-        PollGuard {
-            inner,
-            node_id: node_id.to_string(),
+        let mut sessions = inner.sessions();
+        let node_id = match sessions.polls.get_key_value(node_id) {
+            Some((key, _)) => key.clone(),
+            None => {
+                let key: NodeId = node_id.into();
+                sessions.polls.insert(key.clone(), Polls::default());
+                key
+            }
+        };
+        if let Some(p) = sessions.polls.get_mut(&*node_id) {
+            p.open += 1;
         }
+        drop(sessions);
+        PollGuard { inner, node_id }
     }
 }
 
 impl Drop for PollGuard<'_> {
     fn drop(&mut self) {
-        let mut sessions = self.inner.sessions();
-        if let Some(p) = sessions.polls.get_mut(&self.node_id) {
-            p.open = p.open.saturating_sub(1);
-            if p.open == 0 {
-                p.closed_at = Some(Instant::now());
-                self.inner.wake.notify_one();
-            }
+        let wake = self
+            .inner
+            .sessions()
+            .poll_closed(&self.node_id, Instant::now());
+        if wake {
+            self.inner.wake.notify_one();
         }
     }
 }
@@ -268,87 +473,142 @@ impl Inner {
         )))
     }
 
-    /// One round of the liveness monitor: judges every node this dispatcher
-    /// tracks (see [`crate::liveness`]) and writes what changed. Returns the
-    /// current heartbeat period.
-    async fn check_liveness(&self) -> Duration {
-        let (period, ready) = self.store.view(|s| {
-            let ready: Vec<String> = s
-                .nodes()
-                .filter(|n| n.status.state == NodeState::Ready)
-                .map(|n| n.meta.id.clone())
-                .collect();
-            (heartbeat_period(s), ready)
-        });
+    /// One round of the liveness monitor: takes in what changed (the
+    /// store's changes since the last round, starting with `received`, and
+    /// gossip's view if `gossip_changed`), judges the nodes whose deadline
+    /// has come, and writes the verdicts that are news. Returns when it
+    /// must run again at the latest. Judges nothing while this manager does
+    /// not lead.
+    async fn liveness_round(
+        &self,
+        changes: &mut Option<broadcast::Receiver<Arc<api::Change>>>,
+        mut received: Option<Result<Arc<api::Change>, RecvError>>,
+        gossip_changed: bool,
+    ) -> Instant {
         let now = Instant::now();
         if !self.store.is_leader() {
-            self.sessions().leading = false;
-            return period;
+            *changes = None;
+            let mut sessions = self.sessions();
+            sessions.leading = false;
+            let wake = now + MAX_CHECK_TICK;
+            sessions.monitor_wakes_at = Some(wake);
+            return wake;
         }
-        let verdicts: Vec<(String, Verdict)> = {
-            let mut guard = self.sessions();
-            let sessions = &mut *guard;
-            if !sessions.leading {
-                sessions.leading = true;
+        self.sessions().monitor_wakes_at = None;
+        let new_term = !self.sessions().leading;
+        let mut reread = new_term;
+        let mut period_changed = false;
+        let mut closed = false;
+        if new_term {
+            // Subscribe before reading, so that no change falls between.
+            *changes = Some(self.store.watch());
+            received = None;
+        }
+        if let Some(rx) = changes.as_mut() {
+            let gossip = self.config.gossip.as_ref().map(|g| g.borrow());
+            let mut sessions = self.sessions();
+            loop {
+                let next = match received.take() {
+                    Some(r) => r,
+                    None => match rx.try_recv() {
+                        Ok(c) => Ok(c),
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                        Err(TryRecvError::Closed) => Err(RecvError::Closed),
+                    },
+                };
+                match next {
+                    Ok(change) => {
+                        for event in &change.events {
+                            match event {
+                                Event::Created(Object::Node(n))
+                                | Event::Updated {
+                                    new: Object::Node(n),
+                                    ..
+                                } if n.status.state == NodeState::Ready && !new_term => {
+                                    sessions.track_ready(&n.meta.id, gossip.as_deref(), now);
+                                }
+                                Event::Created(Object::Cluster(_))
+                                | Event::Updated {
+                                    new: Object::Cluster(_),
+                                    ..
+                                }
+                                | Event::Deleted(Object::Cluster(_)) => period_changed = true,
+                                _ => {}
+                            }
+                        }
+                    }
+                    // Changes were lost: read the whole state again.
+                    Err(RecvError::Lagged(_)) => reread = true,
+                    Err(RecvError::Closed) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if closed {
+            // The store has shut down; it no longer leads either.
+            *changes = None;
+        }
+        if reread || period_changed {
+            let (period, ready) = self.store.view(|s| {
+                let ready: Option<Vec<String>> = reread.then(|| {
+                    s.nodes()
+                        .filter(|n| n.status.state == NodeState::Ready)
+                        .map(|n| n.meta.id.clone())
+                        .collect()
+                });
+                (heartbeat_period(s), ready)
+            });
+            let gossip = self.config.gossip.as_ref().map(|g| g.borrow());
+            let mut sessions = self.sessions();
+            if new_term {
                 sessions.start_leading(now);
             }
-            // A node the store holds as ready that never spoke to this
-            // dispatcher (it just started, or just became the leader) gets a
-            // full grace period to reconnect before it is marked down.
-            for id in ready {
-                sessions
-                    .nodes
-                    .entry(id)
-                    .or_insert_with(|| Liveness::new(None, now));
+            for id in ready.iter().flatten() {
+                sessions.track_ready(id, gossip.as_deref(), now);
             }
+            if sessions.period != period || reread {
+                sessions.period = period;
+                sessions.judge_all(now);
+            }
+        }
+        let mut news = Vec::new();
+        {
             let gossip = self.config.gossip.as_ref().map(|g| g.borrow());
-            sessions
-                .nodes
-                .iter()
-                .filter(|(_, l)| !l.down)
-                .filter_map(|(id, l)| {
-                    let signals = Signals {
-                        since_heartbeat: now.duration_since(l.last_seen),
-                        heartbeat_period: period,
-                        gossip: gossip.as_ref().and_then(|g| g.get(id).copied()),
-                        stream: stream(sessions.polls.get(id), l, now),
-                    };
-                    let verdict = judge(&signals);
-                    let news = match &verdict {
-                        Verdict::Ready => !l.noted.is_empty(),
-                        Verdict::Suspect(m) => l.noted != *m,
-                        Verdict::Down(_) => true,
-                    };
-                    news.then(|| (id.clone(), verdict))
-                })
-                .collect()
-        };
-        for (id, verdict) in verdicts {
+            let mut sessions = self.sessions();
+            if let Some(view) = gossip.as_deref().filter(|_| gossip_changed || reread) {
+                sessions.take_gossip(view, now);
+            }
+            sessions.judge_due(now, &mut news);
+        }
+        for (id, verdict) in news {
             let (state, message) = match &verdict {
                 Verdict::Ready => (NodeState::Ready, ""),
                 Verdict::Suspect(m) => (NodeState::Ready, m.as_str()),
                 Verdict::Down(m) => (NodeState::Down, m.as_str()),
             };
-            match self.set_node_state(&id, state, message).await {
-                Ok(exists) => {
-                    let mut sessions = self.sessions();
-                    if !exists {
-                        forget_node(&mut sessions, &id);
-                        sessions.polls.remove(&id);
-                        continue;
-                    }
-                    let Some(l) = sessions.nodes.get_mut(&id) else {
+            let written = self.set_node_state(&id, state, message).await;
+            let mut sessions = self.sessions();
+            match written {
+                Ok(true) => {
+                    let Some(l) = sessions.nodes.get_mut(&*id) else {
                         continue;
                     };
                     match verdict {
                         Verdict::Down(m) => {
                             tracing::warn!(node = %id, "node marked down: {m}");
                             l.down = true;
+                            l.due = None;
                             l.noted.clear();
                         }
                         Verdict::Suspect(m) => {
                             tracing::info!(node = %id, "node still ready, but {m}");
                             l.noted = m;
+                            // A heartbeat during the write did not know of
+                            // the note it may clear.
+                            sessions.judge_at(&id, Instant::now());
                         }
                         Verdict::Ready => {
                             tracing::info!(node = %id, "node well again");
@@ -356,10 +616,20 @@ impl Inner {
                         }
                     }
                 }
-                Err(e) => tracing::warn!(node = %id, "could not write the node's liveness: {e}"),
+                Ok(false) => {
+                    forget_node(&mut sessions, &id);
+                    sessions.polls.remove(&*id);
+                }
+                Err(e) => {
+                    tracing::warn!(node = %id, "could not write the node's liveness: {e}");
+                    sessions.judge_at(&id, Instant::now() + MAX_CHECK_TICK);
+                }
             }
         }
-        period
+        let mut sessions = self.sessions();
+        let wake = sessions.next_wake(Instant::now());
+        sessions.monitor_wakes_at = Some(wake);
+        wake
     }
 
     /// The node's assignments now, with what the agent acts on in them.
@@ -520,18 +790,26 @@ impl Dispatcher for LocalDispatcher {
         };
 
         let session_id = api::new_id();
-        {
+        let wake = {
+            // Gossip's view before the sessions, as the monitor takes them,
+            // so that its state cannot change between the two.
+            let gossip = inner.config.gossip.as_ref().map(|g| g.borrow());
             let mut sessions = inner.sessions();
             forget_node(&mut sessions, &node_id);
             sessions.by_id.insert(session_id.clone(), node_id.clone());
-            sessions.nodes.insert(
-                node_id.clone(),
-                Liveness::new(Some(session_id.clone()), Instant::now()),
-            );
+            let now = Instant::now();
+            let mut l = Liveness::new(Some(session_id.clone()), now);
+            l.gossip = gossip.as_ref().and_then(|g| g.get(&node_id).copied());
+            sessions.nodes.insert(node_id.as_str().into(), l);
             // Only a poll of the new session closing is a signal from now on.
-            if let Some(p) = sessions.polls.get_mut(&node_id) {
+            if let Some(p) = sessions.polls.get_mut(node_id.as_str()) {
                 p.closed_at = None;
             }
+            // Gossip may already say it is suspect or down: judged now.
+            sessions.judge_at(&node_id, now)
+        };
+        if wake {
+            inner.wake.notify_one();
         }
         tracing::info!(node = %node_id, "node registered");
         Ok(Session {
@@ -624,13 +902,21 @@ impl Dispatcher for LocalDispatcher {
         let node_id = inner.session_node(session)?;
         let was_down = {
             let mut sessions = inner.sessions();
-            match sessions.nodes.get_mut(&node_id) {
+            let now = Instant::now();
+            let (was_down, noted) = match sessions.nodes.get_mut(node_id.as_str()) {
                 Some(l) => {
-                    l.last_seen = Instant::now();
-                    l.down
+                    l.last_seen = now;
+                    (l.down, !l.noted.is_empty())
                 }
-                None => false,
+                None => (false, false),
+            };
+            // A well node's heartbeat only moves its deadlines later: its
+            // next judgement, when it comes, finds that out. A suspicion
+            // the heartbeat may clear is judged now.
+            if noted && sessions.judge_at(&node_id, now) {
+                inner.wake.notify_one();
             }
+            was_down
         };
         if !inner.store.view(|s| s.node(&node_id).is_some()) {
             // The node was removed from the cluster: its agent must register anew.
@@ -639,10 +925,16 @@ impl Dispatcher for LocalDispatcher {
         }
         if was_down {
             inner.set_node_state(&node_id, NodeState::Ready, "").await?;
-            if let Some(l) = inner.sessions().nodes.get_mut(&node_id) {
+            let mut sessions = inner.sessions();
+            if let Some(l) = sessions.nodes.get_mut(node_id.as_str()) {
                 l.down = false;
                 l.noted.clear();
             }
+            // Judged again from now on.
+            if sessions.judge_at(&node_id, Instant::now()) {
+                inner.wake.notify_one();
+            }
+            drop(sessions);
             tracing::info!(node = %node_id, "node ready again");
         }
         Ok(())
@@ -702,33 +994,48 @@ async fn status_writer(store: Store, mut rx: mpsc::Receiver<PendingStatus>, max_
     }
 }
 
-/// Judges the nodes' liveness several times per heartbeat period, and at
-/// once when gossip's view changes or an assignments poll ends; ends with
-/// the dispatcher.
+/// Judges the nodes' liveness when a deadline comes, a signal changes,
+/// gossip's view or the store changes, and looks at least every
+/// [`MAX_CHECK_TICK`] whether this manager leads; ends with the dispatcher.
 async fn liveness_monitor(inner: Weak<Inner>, wake: Arc<Notify>, mut gossip: Option<GossipView>) {
+    let mut changes: Option<broadcast::Receiver<Arc<api::Change>>> = None;
+    let mut received = None;
+    // The first round takes gossip's view in whatever its version.
+    let mut gossip_changed = true;
     loop {
-        let period = match inner.upgrade() {
-            Some(inner) => inner.check_liveness().await,
+        let wake_at = match inner.upgrade() {
+            Some(inner) => {
+                inner
+                    .liveness_round(&mut changes, received.take(), gossip_changed)
+                    .await
+            }
             None => return,
         };
-        // Several times per period, so a node is marked down soon after its
-        // deadline whatever the period; the stream gap needs a recheck too.
-        let tick = (period / 4).clamp(Duration::from_millis(10), MAX_CHECK_TICK);
-        let gossip_changed = async {
+        gossip_changed = false;
+        let gossip_news = async {
             match gossip.as_mut() {
                 Some(g) => g.changed().await.is_ok(),
                 None => std::future::pending().await,
             }
         };
+        let store_news = async {
+            match changes.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            () = tokio::time::sleep(tick) => {}
+            () = tokio::time::sleep_until(wake_at) => {}
             () = wake.notified() => {}
-            alive = gossip_changed => {
-                if !alive {
-                    // The node's gossip stopped: heartbeats alone decide.
+            alive = gossip_news => {
+                if alive {
+                    gossip_changed = true;
+                } else {
+                    // The node's gossip stopped: its last view stands.
                     gossip = None;
                 }
             }
+            change = store_news => received = Some(change),
         }
     }
 }
@@ -736,6 +1043,7 @@ async fn liveness_monitor(inner: Weak<Inner>, wake: Arc<Notify>, mut gossip: Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::liveness::STREAM_GAP;
     use api::{Meta, Task, TaskSpec, TaskStatus};
 
     fn task(node: Option<&str>, state: TaskState) -> Task {
@@ -787,6 +1095,150 @@ mod tests {
             stream(sessions.polls.get("n1"), l, now),
             Stream::NeverSeenFor(Duration::ZERO)
         );
+        // ... and is judged at once.
+        assert_eq!(l.due, Some(now));
+        let mut news = Vec::new();
+        sessions.judge_due(now, &mut news);
+        assert_eq!(sessions.judged, 1);
+    }
+
+    const PERIOD: Duration = Duration::from_secs(5);
+    const TICK: Duration = Duration::from_millis(250);
+
+    /// `n` registered nodes with an open poll, judged once at registration.
+    fn leading_with(n: usize, now: Instant) -> Sessions {
+        let mut s = Sessions {
+            leading: true,
+            period: PERIOD,
+            ..Sessions::default()
+        };
+        for i in 0..n {
+            let id = format!("n{i}");
+            s.nodes.insert(
+                id.as_str().into(),
+                Liveness::new(Some(format!("s{i}")), now),
+            );
+            s.polls.insert(
+                id.as_str().into(),
+                Polls {
+                    open: 1,
+                    closed_at: None,
+                },
+            );
+            s.judge_at(&id, now);
+        }
+        s
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_node_is_judged_once_per_heartbeat_not_on_every_tick() {
+        let n = 1000;
+        let t0 = Instant::now();
+        let mut s = leading_with(n, t0);
+        let mut news = Vec::new();
+        s.judge_due(t0, &mut news);
+        assert!(news.is_empty(), "{:?}", news.first());
+        assert_eq!(s.judged, n as u64);
+
+        // A minute of heartbeats, every period, all but "n0" which stops
+        // after the first; the monitor looks every tick (it wakes sooner
+        // only for a deadline).
+        let minute = Duration::from_secs(60);
+        let mut heard = Vec::new();
+        let mut n0 = Vec::new();
+        let mut beat = t0 + PERIOD;
+        while t0.elapsed() < minute {
+            tokio::time::advance(TICK).await;
+            let now = Instant::now();
+            if now >= beat {
+                for (id, l) in s.nodes.iter_mut() {
+                    if &**id != "n0" || now - t0 <= PERIOD {
+                        l.last_seen = now;
+                    }
+                }
+                beat += PERIOD;
+            }
+            let before = s.judged;
+            news.clear();
+            s.judge_due(now, &mut news);
+            heard.push(s.judged - before);
+            for (id, verdict) in news.drain(..) {
+                assert_eq!(&*id, "n0", "{verdict:?}");
+                n0.push((now - t0, verdict.clone()));
+                // As the monitor does once the verdict is written.
+                if let Some(l) = s.nodes.get_mut(&*id) {
+                    match verdict {
+                        Verdict::Down(_) => l.down = true,
+                        Verdict::Suspect(m) => l.noted = m,
+                        Verdict::Ready => l.noted.clear(),
+                    }
+                }
+            }
+            // One entry per node: the queue does not fill with stale ones.
+            assert!(s.deadlines.len() <= n, "{} deadlines", s.deadlines.len());
+        }
+        // Each well node judged once per heartbeat (its "late" deadline
+        // moved on), not four times a second: 12 a minute, not 240.
+        let judged: u64 = heard.iter().sum();
+        assert!(judged <= (n as u64) * 13, "{judged} judgements in a minute");
+        // And the silent one noted late, then down, on its deadlines
+        // (heard last at 5 s: late past 12.5 s, down past 20 s), to the tick.
+        let at = |ms: u64| Duration::from_millis(ms);
+        assert_eq!(
+            n0,
+            vec![
+                (at(12_750), Verdict::Suspect("heartbeat late".into())),
+                (at(20_250), Verdict::Down(HEARTBEAT_FAILURE.into())),
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_that_closes_under_gossips_verdict_is_judged_at_the_stream_gap() {
+        let t0 = Instant::now();
+        let mut s = leading_with(2, t0);
+        let mut news = Vec::new();
+        s.judge_due(t0, &mut news);
+        // Gossip says both are down; both streams are open: noted.
+        for l in s.nodes.values_mut() {
+            l.gossip = Some(GossipState::Down);
+        }
+        s.judge_all(t0);
+        s.judge_due(t0, &mut news);
+        assert_eq!(news.len(), 2);
+        for (id, verdict) in news.drain(..) {
+            let Verdict::Suspect(m) = verdict else {
+                panic!("{id}: {verdict:?}");
+            };
+            if let Some(l) = s.nodes.get_mut(&*id) {
+                l.noted = m;
+            }
+        }
+        // n1's poll ends (its process died); n0's keeps going.
+        tokio::time::advance(Duration::from_millis(100)).await;
+        let closed = Instant::now();
+        // The monitor sleeps until later than the stream gap: woken.
+        s.monitor_wakes_at = Some(closed + Duration::from_secs(1));
+        assert!(s.poll_closed("n1", closed), "the monitor was not woken");
+        assert_eq!(s.nodes["n1"].due, Some(closed + STREAM_GAP));
+        s.judge_due(closed + STREAM_GAP - Duration::from_millis(1), &mut news);
+        assert!(news.is_empty(), "{news:?}");
+        s.judge_due(closed + STREAM_GAP, &mut news);
+        let verdicts: Vec<(&str, &Verdict)> = news.iter().map(|(id, v)| (&**id, v)).collect();
+        assert_eq!(
+            verdicts,
+            vec![(
+                "n1",
+                &Verdict::Down("gossip: down; assignments stream closed".into())
+            )]
+        );
+        // Without gossip's verdict a closing poll schedules nothing sooner.
+        let mut quiet = leading_with(1, t0);
+        quiet.judge_due(t0, &mut Vec::new());
+        let due = quiet.nodes["n0"].due;
+        quiet.monitor_wakes_at = Some(closed + TICK);
+        assert!(!quiet.poll_closed("n0", closed));
+        assert_eq!(quiet.nodes["n0"].due, due);
     }
 
     #[test]

@@ -126,6 +126,34 @@ pub fn judge(s: &Signals) -> Verdict {
     }
 }
 
+/// How long after the instant `s` describes [`judge`] may first answer
+/// otherwise if nothing but time passes (no heartbeat, no poll opened or
+/// closed, no word from gossip); `None` when time alone changes nothing
+/// more (the grace expired). The dispatcher judges a node again then, or
+/// when one of its signals changes, instead of rescanning every node.
+///
+/// It names the instants at which one of the rule's thresholds is crossed,
+/// so it may be early (a threshold that does not matter for this verdict),
+/// never late; a test holds it to [`judge`] over a grid of signals.
+pub fn next_change(s: &Signals) -> Option<Duration> {
+    let period = s.heartbeat_period;
+    // The heartbeat thresholds are compared with `>`: the answer changes
+    // just past them; the stream's with `>=`: at them.
+    let past = |limit: Duration| {
+        (s.since_heartbeat <= limit).then(|| limit - s.since_heartbeat + Duration::from_nanos(1))
+    };
+    let at = |limit: Duration, elapsed: Duration| (elapsed < limit).then(|| limit - elapsed);
+    let late = past(period + period / 2);
+    let grace = past(period * MISSED_HEARTBEATS);
+    // The stream counts only as gossip's second signal.
+    let stream = match (s.gossip, s.stream) {
+        (Some(GossipState::Down), Stream::ClosedFor(d)) => at(STREAM_GAP, d),
+        (Some(GossipState::Down), Stream::NeverSeenFor(d)) => at(period, d),
+        _ => None,
+    };
+    [late, grace, stream].into_iter().flatten().min()
+}
+
 /// Whether `message` is one [`judge`] gives a node it keeps ready, so that
 /// the dispatcher clears it once the node is well again and leaves other
 /// messages alone.
@@ -264,6 +292,137 @@ mod tests {
                 stream,
             };
             assert_eq!(judge(&signals), want, "{signals:?}");
+        }
+    }
+
+    /// The same node `t` later, nothing but time having passed.
+    fn later(s: &Signals, t: Duration) -> Signals {
+        Signals {
+            since_heartbeat: s.since_heartbeat + t,
+            stream: match s.stream {
+                Stream::Open => Stream::Open,
+                Stream::ClosedFor(d) => Stream::ClosedFor(d + t),
+                Stream::NeverSeenFor(d) => Stream::NeverSeenFor(d + t),
+            },
+            ..s.clone()
+        }
+    }
+
+    #[test]
+    fn the_verdict_holds_until_the_next_change_and_it_is_named_exactly() {
+        // A short period keeps the grid of instants small: 1 s, grace 3 s.
+        let p = Duration::from_secs(1);
+        let elapsed = [
+            0, 1, 250, 499, 500, 501, 999, 1000, 1001, 1499, 1500, 1501, 2999, 3000,
+        ]
+        .map(ms)
+        .into_iter()
+        .chain([Duration::from_nanos(1), ms(1500) + Duration::from_nanos(1)]);
+        let gossips = [
+            None,
+            Some(GossipState::Alive),
+            Some(GossipState::Suspect),
+            Some(GossipState::Down),
+        ];
+        let mut cases = 0;
+        for since in elapsed.clone() {
+            for gossip in gossips {
+                for stream in [Stream::Open]
+                    .into_iter()
+                    .chain(elapsed.clone().map(Stream::ClosedFor))
+                    .chain(elapsed.clone().map(Stream::NeverSeenFor))
+                {
+                    let s = Signals {
+                        since_heartbeat: since,
+                        heartbeat_period: p,
+                        gossip,
+                        stream,
+                    };
+                    let now = judge(&s);
+                    // Instants up to the change (or well past the grace when
+                    // none is named), and its last nanosecond before: the
+                    // verdict only moves one way, so a change named late
+                    // shows there.
+                    let until = next_change(&s);
+                    let horizon = until.unwrap_or(p * 10);
+                    let steps = (horizon.as_millis() as u32).clamp(1, 50);
+                    for t in (0..steps)
+                        .map(|i| horizon * i / steps)
+                        .chain([horizon.saturating_sub(Duration::from_nanos(1))])
+                    {
+                        if until.is_some() && t >= horizon {
+                            continue;
+                        }
+                        assert_eq!(judge(&later(&s, t)), now, "{s:?} after {t:?}");
+                    }
+                    cases += 1;
+                }
+            }
+        }
+        assert!(cases > 1000, "{cases}");
+
+        // Exactly when it changes, for the states a node spends its life in.
+        let at = |since, gossip, stream| {
+            next_change(&Signals {
+                since_heartbeat: since,
+                heartbeat_period: P,
+                gossip,
+                stream,
+            })
+        };
+        let just = |d: Duration| Some(d + Duration::from_nanos(1));
+        // A well node: "heartbeat late" just past one and a half periods.
+        assert_eq!(
+            at(ms(0), Some(GossipState::Alive), Stream::Open),
+            just(ms(7500))
+        );
+        assert_eq!(
+            at(ms(2000), None, Stream::ClosedFor(ms(100))),
+            just(ms(5500))
+        );
+        // A late one: down just past the grace.
+        assert_eq!(at(ms(8000), None, Stream::Open), just(ms(7000)));
+        // Gossip down: the stream gap, or a period without a stream.
+        assert_eq!(
+            at(ms(0), Some(GossipState::Down), Stream::ClosedFor(ms(100))),
+            Some(STREAM_GAP - ms(100))
+        );
+        assert_eq!(
+            at(
+                ms(0),
+                Some(GossipState::Down),
+                Stream::NeverSeenFor(ms(1000))
+            ),
+            Some(P - ms(1000))
+        );
+        // Past the grace nothing more changes.
+        assert_eq!(at(ms(15_001), Some(GossipState::Down), Stream::Open), None);
+    }
+
+    /// The dispatcher does not judge a node again when its poll ends: it
+    /// relies on a stream that closed just now reading as an open one.
+    #[test]
+    fn a_poll_that_just_closed_reads_as_an_open_stream() {
+        for since in [0, 100, 5000, 7501, 15_001].map(ms) {
+            for gossip in [
+                None,
+                Some(GossipState::Alive),
+                Some(GossipState::Suspect),
+                Some(GossipState::Down),
+            ] {
+                let s = |stream| Signals {
+                    since_heartbeat: since,
+                    heartbeat_period: P,
+                    gossip,
+                    stream,
+                };
+                assert_eq!(
+                    judge(&s(Stream::ClosedFor(Duration::ZERO))),
+                    judge(&s(Stream::Open)),
+                    "{:?}",
+                    s(Stream::Open)
+                );
+            }
         }
     }
 
