@@ -7,8 +7,9 @@
 //! is applied whole or not at all.
 
 use crate::object::*;
+use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// One change to the state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -92,16 +93,61 @@ pub enum ApplyError {
 }
 
 /// The whole cluster state, with secondary indexes for the common look-ups.
+///
+/// Every map is a persistent B-tree ([`imbl::OrdMap`]) of shared objects, so
+/// a clone is a handful of reference counts, whatever the size of the state:
+/// the store takes one for each snapshot and keeps applying entries while the
+/// copy is encoded and written. A write after a clone copies only the tree
+/// nodes on its path (once), never an object.
 #[derive(Clone, Debug, Default)]
 pub struct State {
     index: u64,
-    cluster: Option<Cluster>,
-    nodes: BTreeMap<String, Node>,
-    services: BTreeMap<String, Service>,
-    tasks: BTreeMap<String, Task>,
-    service_names: HashMap<String, String>,
-    tasks_by_service: HashMap<String, BTreeSet<String>>,
-    tasks_by_node: HashMap<String, BTreeSet<String>>,
+    cluster: Option<Arc<Cluster>>,
+    nodes: OrdMap<String, Arc<Node>>,
+    services: OrdMap<String, Arc<Service>>,
+    tasks: OrdMap<String, Arc<Task>>,
+    service_names: OrdMap<String, String>,
+    tasks_by_service: OrdMap<String, OrdSet<String>>,
+    tasks_by_node: OrdMap<String, OrdSet<String>>,
+}
+
+/// A stored object, shared with every clone of the state that holds it.
+#[derive(Clone)]
+enum Stored {
+    Cluster(Arc<Cluster>),
+    Node(Arc<Node>),
+    Service(Arc<Service>),
+    Task(Arc<Task>),
+}
+
+impl Stored {
+    fn new(obj: Object) -> Stored {
+        match obj {
+            Object::Cluster(c) => Stored::Cluster(Arc::new(c)),
+            Object::Node(n) => Stored::Node(Arc::new(n)),
+            Object::Service(s) => Stored::Service(Arc::new(s)),
+            Object::Task(t) => Stored::Task(Arc::new(t)),
+        }
+    }
+
+    /// A copy of the object, for an event.
+    fn to_object(&self) -> Object {
+        match self {
+            Stored::Cluster(c) => Object::Cluster(Cluster::clone(c)),
+            Stored::Node(n) => Object::Node(Node::clone(n)),
+            Stored::Service(s) => Object::Service(Service::clone(s)),
+            Stored::Task(t) => Object::Task(Task::clone(t)),
+        }
+    }
+
+    fn meta(&self) -> &Meta {
+        match self {
+            Stored::Cluster(c) => &c.meta,
+            Stored::Node(n) => &n.meta,
+            Stored::Service(s) => &s.meta,
+            Stored::Task(t) => &t.meta,
+        }
+    }
 }
 
 impl PartialEq for State {
@@ -128,30 +174,28 @@ impl State {
     }
 
     pub fn cluster(&self) -> Option<&Cluster> {
-        self.cluster.as_ref()
+        self.cluster.as_deref()
     }
     pub fn node(&self, id: &str) -> Option<&Node> {
-        self.nodes.get(id)
+        self.nodes.get(id).map(|n| &**n)
     }
     pub fn nodes(&self) -> impl Iterator<Item = &Node> {
-        self.nodes.values()
+        self.nodes.values().map(|n| &**n)
     }
     pub fn service(&self, id: &str) -> Option<&Service> {
-        self.services.get(id)
+        self.services.get(id).map(|s| &**s)
     }
     pub fn services(&self) -> impl Iterator<Item = &Service> {
-        self.services.values()
+        self.services.values().map(|s| &**s)
     }
     pub fn service_by_name(&self, name: &str) -> Option<&Service> {
-        self.service_names
-            .get(name)
-            .and_then(|id| self.services.get(id))
+        self.service_names.get(name).and_then(|id| self.service(id))
     }
     pub fn task(&self, id: &str) -> Option<&Task> {
-        self.tasks.get(id)
+        self.tasks.get(id).map(|t| &**t)
     }
     pub fn tasks(&self) -> impl Iterator<Item = &Task> {
-        self.tasks.values()
+        self.tasks.values().map(|t| &**t)
     }
     pub fn task_count(&self) -> usize {
         self.tasks.len()
@@ -161,27 +205,41 @@ impl State {
             .get(service_id)
             .into_iter()
             .flatten()
-            .filter_map(|id| self.tasks.get(id))
+            .filter_map(|id| self.task(id))
     }
     pub fn tasks_by_node<'a>(&'a self, node_id: &str) -> impl Iterator<Item = &'a Task> + 'a {
         self.tasks_by_node
             .get(node_id)
             .into_iter()
             .flatten()
-            .filter_map(|id| self.tasks.get(id))
+            .filter_map(|id| self.task(id))
     }
 
     /// A copy of any object by kind and id.
     pub fn get(&self, kind: Kind, id: &str) -> Option<Object> {
+        self.stored(kind, id).map(|s| s.to_object())
+    }
+
+    /// The stored object by kind and id, shared.
+    fn stored(&self, kind: Kind, id: &str) -> Option<Stored> {
         match kind {
             Kind::Cluster => self
                 .cluster
                 .clone()
                 .filter(|c| c.meta.id == id)
-                .map(Object::Cluster),
-            Kind::Node => self.nodes.get(id).cloned().map(Object::Node),
-            Kind::Service => self.services.get(id).cloned().map(Object::Service),
-            Kind::Task => self.tasks.get(id).cloned().map(Object::Task),
+                .map(Stored::Cluster),
+            Kind::Node => self.nodes.get(id).cloned().map(Stored::Node),
+            Kind::Service => self.services.get(id).cloned().map(Stored::Service),
+            Kind::Task => self.tasks.get(id).cloned().map(Stored::Task),
+        }
+    }
+
+    fn contains(&self, kind: Kind, id: &str) -> bool {
+        match kind {
+            Kind::Cluster => self.cluster.as_ref().is_some_and(|c| c.meta.id == id),
+            Kind::Node => self.nodes.contains_key(id),
+            Kind::Service => self.services.contains_key(id),
+            Kind::Task => self.tasks.contains_key(id),
         }
     }
 
@@ -190,7 +248,7 @@ impl State {
         let mut events = Vec::with_capacity(batch.ops.len());
         // Undo log: the previous value of every object touched, restored in
         // reverse order if a later op of the batch fails.
-        let mut undo: Vec<(Kind, String, Option<Object>)> = Vec::new();
+        let mut undo: Vec<(Kind, String, Option<Stored>)> = Vec::new();
         for op in &batch.ops {
             match self.apply_op(index, batch.time, op, &mut undo) {
                 Ok(Some(ev)) => events.push(ev),
@@ -216,15 +274,13 @@ impl State {
         index: u64,
         time: crate::Timestamp,
         op: &Op,
-        undo: &mut Vec<(Kind, String, Option<Object>)>,
+        undo: &mut Vec<(Kind, String, Option<Stored>)>,
     ) -> Result<Option<Event>, ApplyError> {
         match op {
             Op::Create(obj) => {
                 let kind = obj.kind();
                 let id = obj.id().to_string();
-                if self.get(kind, &id).is_some()
-                    || (kind == Kind::Cluster && self.cluster.is_some())
-                {
+                if self.contains(kind, &id) || (kind == Kind::Cluster && self.cluster.is_some()) {
                     return Err(ApplyError::AlreadyExists { kind, id });
                 }
                 self.check_name(obj)?;
@@ -234,13 +290,15 @@ impl State {
                 m.created_at = time;
                 m.updated_at = time;
                 undo.push((kind, id, None));
-                self.insert(new.clone());
-                Ok(Some(Event::Created(new)))
+                let stored = Stored::new(new);
+                let event = Event::Created(stored.to_object());
+                self.insert(stored);
+                Ok(Some(event))
             }
             Op::Update(obj) => {
                 let kind = obj.kind();
                 let id = obj.id().to_string();
-                let old = self.get(kind, &id).ok_or_else(|| ApplyError::NotFound {
+                let old = self.stored(kind, &id).ok_or_else(|| ApplyError::NotFound {
                     kind,
                     id: id.clone(),
                 })?;
@@ -259,13 +317,17 @@ impl State {
                 m.version = index;
                 m.created_at = old.meta().created_at;
                 m.updated_at = time;
-                undo.push((kind, id.clone(), Some(old.clone())));
+                let event = Event::Updated {
+                    old: old.to_object(),
+                    new: new.clone(),
+                };
+                undo.push((kind, id.clone(), Some(old)));
                 self.remove(kind, &id);
-                self.insert(new.clone());
-                Ok(Some(Event::Updated { old, new }))
+                self.insert(Stored::new(new));
+                Ok(Some(event))
             }
             Op::Delete { kind, id, version } => {
-                let old = self.get(*kind, id).ok_or_else(|| ApplyError::NotFound {
+                let old = self.stored(*kind, id).ok_or_else(|| ApplyError::NotFound {
                     kind: *kind,
                     id: id.clone(),
                 })?;
@@ -280,28 +342,30 @@ impl State {
                         });
                     }
                 }
-                undo.push((*kind, id.clone(), Some(old.clone())));
+                let event = Event::Deleted(old.to_object());
+                undo.push((*kind, id.clone(), Some(old)));
                 self.remove(*kind, id);
-                Ok(Some(Event::Deleted(old)))
+                Ok(Some(event))
             }
             Op::SetTaskStatus { id, status } => {
-                let Some(task) = self.tasks.get(id) else {
+                let Some(old) = self.tasks.get(id).cloned() else {
                     return Ok(None);
                 };
-                if status.state < task.status.state {
+                if status.state < old.status.state {
                     return Ok(None);
                 }
-                let old = task.clone();
-                let mut new = old.clone();
+                let mut new = Task::clone(&old);
                 new.status = status.clone();
                 new.meta.version = index;
                 new.meta.updated_at = time;
-                undo.push((Kind::Task, id.clone(), Some(Object::Task(old.clone()))));
-                self.tasks.insert(id.clone(), new.clone());
-                Ok(Some(Event::Updated {
-                    old: Object::Task(old),
-                    new: Object::Task(new),
-                }))
+                let event = Event::Updated {
+                    old: Object::Task(Task::clone(&old)),
+                    new: Object::Task(new.clone()),
+                };
+                undo.push((Kind::Task, id.clone(), Some(Stored::Task(old))));
+                // Same id, service and node: the indexes stay as they are.
+                self.tasks.insert(id.clone(), Arc::new(new));
+                Ok(Some(event))
             }
         }
     }
@@ -321,27 +385,21 @@ impl State {
         Ok(())
     }
 
-    fn insert(&mut self, obj: Object) {
+    fn insert(&mut self, obj: Stored) {
         match obj {
-            Object::Cluster(c) => self.cluster = Some(c),
-            Object::Node(n) => {
+            Stored::Cluster(c) => self.cluster = Some(c),
+            Stored::Node(n) => {
                 self.nodes.insert(n.meta.id.clone(), n);
             }
-            Object::Service(s) => {
+            Stored::Service(s) => {
                 self.service_names
                     .insert(s.spec.name.clone(), s.meta.id.clone());
                 self.services.insert(s.meta.id.clone(), s);
             }
-            Object::Task(t) => {
-                self.tasks_by_service
-                    .entry(t.service_id.clone())
-                    .or_default()
-                    .insert(t.meta.id.clone());
+            Stored::Task(t) => {
+                index(&mut self.tasks_by_service, &t.service_id, &t.meta.id);
                 if let Some(n) = &t.node_id {
-                    self.tasks_by_node
-                        .entry(n.clone())
-                        .or_default()
-                        .insert(t.meta.id.clone());
+                    index(&mut self.tasks_by_node, n, &t.meta.id);
                 }
                 self.tasks.insert(t.meta.id.clone(), t);
             }
@@ -373,7 +431,18 @@ impl State {
     }
 }
 
-fn unindex(index: &mut HashMap<String, BTreeSet<String>>, key: &str, id: &str) {
+fn index(index: &mut OrdMap<String, OrdSet<String>>, key: &str, id: &str) {
+    match index.get_mut(key) {
+        Some(set) => {
+            set.insert(id.to_string());
+        }
+        None => {
+            index.insert(key.to_string(), OrdSet::unit(id.to_string()));
+        }
+    }
+}
+
+fn unindex(index: &mut OrdMap<String, OrdSet<String>>, key: &str, id: &str) {
     if let Some(set) = index.get_mut(key) {
         set.remove(id);
         if set.is_empty() {
@@ -384,7 +453,7 @@ fn unindex(index: &mut HashMap<String, BTreeSet<String>>, key: &str, id: &str) {
 
 /// The serialized form of a [`State`] (snapshots): the objects only; indexes
 /// are rebuilt on load.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct StateData {
     index: u64,
     cluster: Option<Cluster>,
@@ -393,15 +462,24 @@ struct StateData {
     tasks: Vec<Task>,
 }
 
+/// The objects of one map as a JSON array, in id order.
+struct Values<'a, T>(&'a OrdMap<String, Arc<T>>);
+
+impl<T: Serialize> Serialize for Values<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.values())
+    }
+}
+
 impl Serialize for State {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let mut st = s.serialize_struct("StateData", 5)?;
         st.serialize_field("index", &self.index)?;
         st.serialize_field("cluster", &self.cluster)?;
-        st.serialize_field("nodes", &self.nodes.values().collect::<Vec<_>>())?;
-        st.serialize_field("services", &self.services.values().collect::<Vec<_>>())?;
-        st.serialize_field("tasks", &self.tasks.values().collect::<Vec<_>>())?;
+        st.serialize_field("nodes", &Values(&self.nodes))?;
+        st.serialize_field("services", &Values(&self.services))?;
+        st.serialize_field("tasks", &Values(&self.tasks))?;
         st.end()
     }
 }
@@ -414,16 +492,16 @@ impl<'de> Deserialize<'de> for State {
             ..State::default()
         };
         if let Some(c) = data.cluster {
-            state.insert(Object::Cluster(c));
+            state.insert(Stored::Cluster(Arc::new(c)));
         }
         for n in data.nodes {
-            state.insert(Object::Node(n));
+            state.insert(Stored::Node(Arc::new(n)));
         }
         for s in data.services {
-            state.insert(Object::Service(s));
+            state.insert(Stored::Service(Arc::new(s)));
         }
         for t in data.tasks {
-            state.insert(Object::Task(t));
+            state.insert(Stored::Task(Arc::new(t)));
         }
         Ok(state)
     }

@@ -477,7 +477,7 @@ async fn rewrite_as_sole_voter(config: &StoreConfig, self_addr: &str) -> Result<
         crate::claim_dir(&dir, me)?;
         snapshot::remove_leftovers(&dir)
             .map_err(|e| StoreError::Storage(format!("cleaning {}: {e}", dir.display())))?;
-        let applied = crate::load_snapshot(&dir)?;
+        let (applied, _) = crate::load_snapshot(&dir)?;
         let (log, writer) = crate::open_log(&dir)?;
         Ok::<_, StoreError>((log, writer, applied))
     })

@@ -95,7 +95,9 @@ pub struct StoreConfig {
     /// ... or as soon as the entries written since the last snapshot pass this
     /// many bytes: batching makes entries large (one can carry a thousand
     /// tasks), so a count alone would let the log, and its copy in memory, grow
-    /// to gigabytes before the count is reached.
+    /// to gigabytes before the count is reached. Once the last snapshot is
+    /// larger than this, its size is the budget instead: a state bigger than
+    /// the budget is not rewritten for less log than itself.
     pub snapshot_log_bytes: u64,
     /// How often the leader sends heartbeats and managers probe each other.
     /// openraft also uses it as the timeout of one AppendEntries, so it must
@@ -287,15 +289,15 @@ impl Store {
         let raft_config = Arc::new(config.raft_config()?);
         let dir = config.dir.clone();
         let node_id = config.node_id;
-        let (log_store, writer, applied) = tokio::task::spawn_blocking(move || {
+        let (log_store, writer, applied, snapshot_bytes) = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| StoreError::Storage(format!("creating {}: {e}", dir.display())))?;
             claim_dir(&dir, node_id)?;
             snapshot::remove_leftovers(&dir)
                 .map_err(|e| StoreError::Storage(format!("cleaning {}: {e}", dir.display())))?;
-            let applied = load_snapshot(&dir)?;
+            let (applied, snapshot_bytes) = load_snapshot(&dir)?;
             let (log_store, writer) = open_log(&dir)?;
-            Ok::<_, StoreError>((log_store, writer, applied))
+            Ok::<_, StoreError>((log_store, writer, applied, snapshot_bytes))
         })
         .await
         .map_err(|e| StoreError::Storage(format!("opening the store: {e}")))??;
@@ -303,6 +305,9 @@ impl Store {
         let log_bytes = log_store.appended_bytes();
         let appends = log_store.appends();
         let shared = Arc::new(Shared::new(applied, WATCH_CAPACITY));
+        shared
+            .snapshot_bytes
+            .store(snapshot_bytes, Ordering::Relaxed);
         let state_machine = StateMachine::new(shared.clone(), config.dir.clone());
         let has_network = connector.is_some();
         let peers = Arc::new(Peers::new(
@@ -339,6 +344,7 @@ impl Store {
         tokio::spawn(snapshot_by_size(
             raft.clone(),
             log_bytes,
+            core.shared.clone(),
             config.snapshot_log_bytes,
         ));
         if has_network {
@@ -569,18 +575,19 @@ fn claim_dir(dir: &Path, id: NodeId) -> Result<(), StoreError> {
     }
 }
 
-/// The state as of the snapshot in `dir`, or empty.
-fn load_snapshot(dir: &Path) -> Result<Applied, StoreError> {
+/// The state as of the snapshot in `dir`, or empty, and the snapshot's size.
+fn load_snapshot(dir: &Path) -> Result<(Applied, u64), StoreError> {
     match snapshot::read(dir) {
-        Ok(None) => Ok(Applied::default()),
+        Ok(None) => Ok((Applied::default(), 0)),
         Ok(Some(bytes)) => {
             let (meta, state) = snapshot::decode(&bytes)
                 .map_err(|e| StoreError::Storage(format!("snapshot in {}: {e}", dir.display())))?;
-            Ok(Applied {
+            let applied = Applied {
                 state,
                 last_applied: meta.last_log_id,
                 membership: meta.last_membership,
-            })
+            };
+            Ok((applied, bytes.len() as u64))
         }
         Err(e) => Err(StoreError::Storage(format!(
             "reading the snapshot in {}: {e}",
@@ -596,14 +603,27 @@ fn open_log(dir: &Path) -> Result<(LogStore, Writer), StoreError> {
     })
 }
 
-/// Triggers a snapshot whenever `budget` bytes of log were written since the
-/// last one; openraft purges the log behind each snapshot. Ends with Raft.
-async fn snapshot_by_size(raft: Raft, written: Arc<std::sync::atomic::AtomicU64>, budget: u64) {
+/// Triggers a snapshot whenever `budget` bytes of log, or as many as the
+/// last snapshot had if that is more, were written since the last one;
+/// openraft purges the log behind each snapshot. Ends with Raft.
+///
+/// A snapshot rewrites the whole state, so one taken for less log than the
+/// state's own size would write more than the log it saves: with the
+/// budget scaled to the last snapshot, each byte of log costs at most about
+/// one byte of snapshot, however large the state grows, and the log kept
+/// (on disk and in memory) stays within the state's size or `budget`.
+async fn snapshot_by_size(
+    raft: Raft,
+    written: Arc<std::sync::atomic::AtomicU64>,
+    shared: Arc<Shared>,
+    budget: u64,
+) {
     let mut at_last_snapshot = written.load(Ordering::Relaxed);
     loop {
         tokio::time::sleep(LOG_SIZE_CHECK).await;
         let now = written.load(Ordering::Relaxed);
-        if now.saturating_sub(at_last_snapshot) < budget {
+        let due = budget.max(shared.snapshot_bytes.load(Ordering::Relaxed));
+        if now.saturating_sub(at_last_snapshot) < due {
             continue;
         }
         at_last_snapshot = now;

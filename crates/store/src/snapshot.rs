@@ -24,6 +24,8 @@ pub(crate) const VERSION: u32 = 1;
 const FILE: &str = "snapshot";
 /// Prefix of snapshots being written; a leftover one is an interrupted write.
 const TMP_PREFIX: &str = "snapshot.tmp.";
+/// How much of a snapshot is written before it is flushed (see `write_atomic`).
+const SYNC_CHUNK: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SnapshotError {
@@ -102,7 +104,13 @@ pub(crate) fn write_atomic(dir: &Path, bytes: &[u8]) -> Result<(), io::Error> {
     ));
     let result = (|| {
         let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+        // Flushed a chunk at a time: one sync of a whole large snapshot would
+        // queue all of it on the disk at once, ahead of the log's small syncs
+        // (every write waits for one), and stall them for as long.
+        for chunk in bytes.chunks(SYNC_CHUNK) {
+            f.write_all(chunk)?;
+            f.sync_data()?;
+        }
         f.sync_all()?;
         drop(f);
         fs::rename(&tmp, dir.join(FILE))?;

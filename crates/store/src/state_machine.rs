@@ -19,6 +19,7 @@ use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
 use openraft::{AnyError, EntryPayload, OptionalSend, StorageIOError};
 use std::io::Cursor;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::{broadcast, watch};
 
@@ -38,6 +39,9 @@ pub(crate) struct Shared {
     /// The index of the last applied entry, for a follower's `update` that
     /// waits until the leader's entry for it is applied here too.
     pub(crate) applied_index: watch::Sender<u64>,
+    /// Size of the last snapshot written or installed, which sets how much
+    /// log the next one waits for (see `snapshot_by_size`).
+    pub(crate) snapshot_bytes: AtomicU64,
 }
 
 impl Shared {
@@ -47,6 +51,7 @@ impl Shared {
             applied: RwLock::new(applied),
             events: broadcast::channel(capacity).0,
             applied_index: watch::channel(index).0,
+            snapshot_bytes: AtomicU64::new(0),
         }
     }
 
@@ -170,9 +175,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        // `State` is made of persistent maps: this clone takes a few
+        // reference counts, so applying barely pauses for it.
         SnapshotBuilder {
             applied: self.shared.read().clone(),
             dir: self.dir.clone(),
+            shared: self.shared.clone(),
         }
     }
 
@@ -201,10 +209,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         let dir = self.dir.clone();
         let write_sig = sig.clone();
+        let len = bytes.len() as u64;
         tokio::task::spawn_blocking(move || snapshot::write_atomic(&dir, &bytes))
             .await
             .map_err(|e| StorageIOError::write_snapshot(write_sig.clone(), AnyError::new(&e)))?
             .map_err(|e| StorageIOError::write_snapshot(write_sig, AnyError::new(&e)))?;
+        self.shared.snapshot_bytes.store(len, Ordering::Relaxed);
         *self.shared.write() = Applied {
             state,
             last_applied: meta.last_log_id,
@@ -235,6 +245,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 pub(crate) struct SnapshotBuilder {
     applied: Applied,
     dir: PathBuf,
+    shared: Arc<Shared>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -258,6 +269,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)))?
         .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)))?;
         tracing::info!(snapshot = %meta, bytes = bytes.len(), "store snapshot written");
+        self.shared
+            .snapshot_bytes
+            .store(bytes.len() as u64, Ordering::Relaxed);
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(bytes)),
@@ -287,7 +301,8 @@ mod tests {
                         time: Timestamp(5),
                         ops,
                     })
-                    .collect(),
+                    .collect::<Vec<_>>()
+                    .into(),
                 tag: 0,
             }),
         }
