@@ -194,7 +194,7 @@ pub(crate) async fn write_as_leader(
         .map_err(|e| Failure::Store(StoreError::Unavailable(e)))?;
     let watched = core.appends.watch();
     let write = core.raft.client_write(Proposal {
-        batches,
+        batches: batches.into(),
         tag: watched.tag,
     });
     if !core.peers.has_network() {

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
+use std::sync::Arc;
 
 /// What one normal log entry carries: the batches of the `update()` calls that
 /// were waiting while the previous entry was being made durable. openraft 0.9
@@ -14,9 +15,13 @@ use std::io::Cursor;
 /// entry's index: objects written by different batches of one entry share a
 /// version, which still identifies the write since no reader could have seen
 /// any of them before the entry was applied.
+///
+/// The batches are shared (`Arc`; stored and sent as a plain list): openraft
+/// clones an entry each time it reads it from the log, to append, replicate
+/// and apply it, and an entry can carry a thousand batches.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Proposal {
-    pub batches: Vec<api::Batch>,
+    pub batches: Arc<[api::Batch]>,
     /// On the leader that proposes it, the proposer's handle on the entry
     /// (see [`crate::log_store::Appends`]); never stored or sent, so 0
     /// everywhere else.
