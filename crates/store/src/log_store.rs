@@ -21,9 +21,9 @@
 //! Durability of each call:
 //! - `append`: the callback fires after the entries are committed to disk.
 //! - `save_vote`, `truncate`, `purge`: return after their commit is on disk.
-//! - `save_committed`: queued behind the appends it covers and committed without
-//!   a sync of its own; it becomes durable with the next append (or at a clean
-//!   stop). A committed id lost in a crash only means fewer entries are
+//! - `save_committed`: queued behind the appends it covers and written with
+//!   the next durable write (an append, or anything else the writer commits)
+//!   or at a clean stop, never in a transaction of its own. A committed id lost in a crash only means fewer entries are
 //!   re-applied while openraft starts; `Store::open` then waits for a barrier
 //!   entry, whose commit applies the rest.
 
@@ -372,8 +372,9 @@ fn run_writer(
     appended_bytes: Arc<AtomicU64>,
 ) {
     let mut stop: Option<oneshot::Sender<()>> = None;
-    // Whether the last commit was not synced (see `write_group`).
-    let mut unsynced = false;
+    // The committed id of a group that had nothing else, not yet written:
+    // it goes into the next durable transaction (see `write_group`).
+    let mut pending_committed: Option<WriteOp> = None;
     while stop.is_none() {
         let Ok(first) = rx.recv() else { break };
         let mut group = Vec::with_capacity(64);
@@ -399,8 +400,19 @@ fn run_writer(
         let durable = group
             .iter()
             .any(|op| !matches!(op, WriteOp::SaveCommitted { .. }));
-        let result = write_group(&db, &group, durable, &appended_bytes);
-        unsynced = !durable && result.is_ok();
+        if !durable {
+            // Only committed ids: nobody waits for them, and a transaction
+            // of their own would cost a commit (a dozen page writes) on every
+            // entry of every manager. The last one rides with the next
+            // durable write.
+            pending_committed = group.pop();
+            continue;
+        }
+        if let Some(committed) = pending_committed.take() {
+            // Older than any committed id in the group, so written first.
+            group.insert(0, committed);
+        }
+        let result = write_group(&db, &group, &appended_bytes);
         if let Err(e) = &result {
             tracing::error!(error = %e, "raft log write failed");
         }
@@ -419,10 +431,12 @@ fn run_writer(
             }
         }
     }
-    if unsynced && stop.is_some() && !halted.load(Ordering::SeqCst) {
-        // A clean stop makes the last committed id durable too.
-        if let Err(e) = write_group(&db, &[], true, &appended_bytes) {
-            tracing::error!(error = %e, "final raft log sync failed");
+    if let Some(committed) = pending_committed {
+        if stop.is_some() && !halted.load(Ordering::SeqCst) {
+            // A clean stop makes the last committed id durable too.
+            if let Err(e) = write_group(&db, &[committed], &appended_bytes) {
+                tracing::error!(error = %e, "final raft log write failed");
+            }
         }
     }
     drop(db);
@@ -431,23 +445,16 @@ fn run_writer(
     }
 }
 
-/// Writes `group` in one transaction. With `durable` (redb's default
-/// `Durability::Immediate`) the commit returns after fdatasync. A group of only
-/// committed ids is written without a sync (`Durability::None`): redb makes it
-/// durable with the next synced commit, which is the very next append, and
-/// losing it in a crash is harmless (see the module comment). That halves the
-/// syncs of a lone writer, whose every entry is an append then a commit.
-fn write_group(
-    db: &Database,
-    group: &[WriteOp],
-    durable: bool,
-    appended_bytes: &AtomicU64,
-) -> Result<(), String> {
+/// Writes `group` in one transaction, committed with redb's default
+/// `Durability::Immediate`: the commit returns after fdatasync. The writer
+/// never commits a group of only committed ids: the last of them waits for
+/// the next group that has something durable to write (in a lone writer's
+/// cluster, the very next append), or for a clean stop; losing it in a
+/// crash is harmless (see the module comment). That spares every entry of a
+/// lone writer a second transaction on each manager.
+fn write_group(db: &Database, group: &[WriteOp], appended_bytes: &AtomicU64) -> Result<(), String> {
     let s = |e: &dyn std::fmt::Display| e.to_string();
-    let mut txn = db.begin_write().map_err(|e| s(&e))?;
-    if !durable {
-        txn.set_durability(redb::Durability::None);
-    }
+    let txn = db.begin_write().map_err(|e| s(&e))?;
     {
         let mut log = txn.open_table(LOG).map_err(|e| s(&e))?;
         let mut meta = txn.open_table(META).map_err(|e| s(&e))?;
