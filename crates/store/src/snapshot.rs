@@ -15,6 +15,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 /// What every snapshot starts with, followed by the version number and `\n`.
 const MAGIC: &[u8] = b"berth-store-snapshot v";
@@ -60,6 +61,64 @@ pub(crate) fn encode(meta: &SnapshotMeta, state: &api::State) -> Result<Vec<u8>,
     out.push(b'\n');
     serde_json::to_writer(&mut out, &BodyV1Ref { meta, state })?;
     Ok(out)
+}
+
+/// Serializes a snapshot as [`encode`] does, as background work: it sleeps
+/// after every [`PACE_CHUNK`] bytes for long enough that encoding takes at
+/// most `share` of the time it runs (the time it is busy includes time the
+/// scheduler gave to other threads, so a loaded machine slows it further).
+/// Encoding the whole state takes a core for a while; all at once, it would
+/// take that time from the writes that every manager is serving (and on one
+/// machine, three managers take their snapshots at the same index at once).
+/// `capacity` is the expected size (the last snapshot's), so that the
+/// buffer is not copied as it grows.
+pub(crate) fn encode_paced(
+    meta: &SnapshotMeta,
+    state: &api::State,
+    capacity: usize,
+    share: f64,
+) -> Result<Vec<u8>, SnapshotError> {
+    let mut out = Paced {
+        out: Vec::with_capacity(capacity.max(4096)),
+        pause_per_busy: (1.0 - share.clamp(0.01, 1.0)) / share.clamp(0.01, 1.0),
+        busy_since: Instant::now(),
+        mark: 0,
+    };
+    out.out.extend_from_slice(MAGIC);
+    out.out.extend_from_slice(VERSION.to_string().as_bytes());
+    out.out.push(b'\n');
+    serde_json::to_writer(&mut out, &BodyV1Ref { meta, state })?;
+    Ok(out.out)
+}
+
+/// How much of a paced snapshot is encoded between two pauses.
+const PACE_CHUNK: usize = 256 << 10;
+
+/// The buffer of [`encode_paced`].
+struct Paced {
+    out: Vec<u8>,
+    /// Pause per unit of busy time.
+    pause_per_busy: f64,
+    busy_since: Instant,
+    /// Length of `out` at the last pause.
+    mark: usize,
+}
+
+impl Write for Paced {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.out.extend_from_slice(bytes);
+        if self.out.len() - self.mark >= PACE_CHUNK {
+            let busy = self.busy_since.elapsed();
+            std::thread::sleep(busy.mul_f64(self.pause_per_busy));
+            self.mark = self.out.len();
+            self.busy_since = Instant::now();
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Reads a snapshot of any supported version.
@@ -216,6 +275,34 @@ mod tests {
         assert!(bytes.starts_with(b"berth-store-snapshot v1\n"));
         let (m, s) = decode(&bytes).expect("decodes");
         assert_eq!((m, s), (meta, state));
+    }
+
+    #[test]
+    fn a_paced_encoding_is_the_same_bytes() {
+        let (meta, mut state) = golden_content();
+        // Enough objects for several pauses.
+        for i in 0..2_000 {
+            let task = Task {
+                meta: Meta::new(format!("bulk-{i}")),
+                service_id: "s1".into(),
+                slot: i,
+                node_id: None,
+                spec: TaskSpec::exec(["sleep", "1000"]),
+                spec_version: 1,
+                desired_state: TaskState::Running,
+                status: TaskStatus::default(),
+                restarts: vec![],
+            };
+            let batch = Batch {
+                time: Timestamp(1_700_000_000_000),
+                ops: vec![Op::Create(task.into())],
+            };
+            state.apply(4 + i, &batch).expect("applies");
+        }
+        let plain = encode(&meta, &state).expect("encodes");
+        assert!(plain.len() > 2 * PACE_CHUNK, "{} bytes", plain.len());
+        let paced = encode_paced(&meta, &state, 0, 0.5).expect("encodes");
+        assert!(plain == paced, "paced encoding differs");
     }
 
     #[test]

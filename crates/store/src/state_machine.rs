@@ -240,6 +240,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
+/// The share of a core a snapshot's encoding takes at most, over time (see
+/// [`snapshot::encode_paced`]): a snapshot is background work, and the
+/// writes waiting for every manager come first.
+const SNAPSHOT_CPU_SHARE: f64 = 0.25;
+
 /// A copy of the applied state taken when openraft asked for a snapshot, so
 /// that applying continues while the snapshot is serialized and written.
 pub(crate) struct SnapshotBuilder {
@@ -259,9 +264,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let dir = self.dir.clone();
         let write_meta = meta.clone();
         // Serializing and fsyncing a large state must not stall the runtime.
+        let capacity = self.shared.snapshot_bytes.load(Ordering::Relaxed) as usize;
+        let capacity = capacity + capacity / 4;
         let bytes = tokio::task::spawn_blocking(move || {
-            let bytes = snapshot::encode(&write_meta, &applied.state)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let bytes =
+                snapshot::encode_paced(&write_meta, &applied.state, capacity, SNAPSHOT_CPU_SHARE)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
             snapshot::write_atomic(&dir, &bytes)?;
             Ok::<_, std::io::Error>(bytes)
         })
