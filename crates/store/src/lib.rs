@@ -471,6 +471,7 @@ impl Store {
         let (reply, answer) = oneshot::channel();
         let request = Request {
             batches: vec![api::Batch::new(ops)],
+            count: 1,
             forwarded: false,
             deadline: tokio::time::Instant::now() + timeout,
             reply,

@@ -41,7 +41,10 @@ use tokio::time::Instant;
 
 /// Batches waiting to be proposed together, and who waits for them.
 pub(crate) struct Request {
+    /// Moved into the entry when it is proposed (see [`take_batches`]).
     pub(crate) batches: Vec<api::Batch>,
+    /// How many batches the request has, which its answer must have too.
+    pub(crate) count: usize,
     /// Came from another manager through `Forward`: never forward it again.
     pub(crate) forwarded: bool,
     /// When the caller gives up; later, its answer no longer matters.
@@ -85,16 +88,23 @@ pub(crate) async fn run(core: Arc<Core>, mut requests: mpsc::UnboundedReceiver<R
     }
 }
 
-async fn propose_group(core: &Arc<Core>, waiting: Vec<Request>) {
+async fn propose_group(core: &Arc<Core>, mut waiting: Vec<Request>) {
     let mut local = Vec::new();
     if core.is_leader() {
-        match write_as_leader(core, all_batches(&waiting)).await {
+        let batches = take_batches(&mut waiting);
+        match write_as_leader(core, batches.clone()).await {
             Ok((index, results)) => return answer(waiting, index, results),
             Err(Failure::NotLeader(hint)) => {
-                for r in waiting {
+                // Refused before it was appended: the local writes may go
+                // to the new leader, so they get their batches back.
+                let mut at = 0;
+                for mut r in waiting {
+                    let mine = at..at + r.count;
+                    at += r.count;
                     if r.forwarded {
                         let _ = r.reply.send(Err(Failure::NotLeader(hint)));
                     } else {
+                        r.batches = batches.get(mine).unwrap_or_default().to_vec();
                         local.push(r);
                     }
                 }
@@ -124,7 +134,7 @@ async fn propose_group(core: &Arc<Core>, waiting: Vec<Request>) {
         .map(|r| r.deadline)
         .max()
         .unwrap_or_else(Instant::now);
-    match propose_anywhere(core, &all_batches(&local), deadline).await {
+    match propose_anywhere(core, &take_batches(&mut local), deadline).await {
         Ok((index, results)) => {
             // The caller must be able to read its write here: wait until this
             // manager has applied the entry, without holding up the next one.
@@ -158,19 +168,22 @@ async fn propose_group(core: &Arc<Core>, waiting: Vec<Request>) {
     }
 }
 
-fn all_batches(requests: &[Request]) -> Vec<api::Batch> {
-    requests
-        .iter()
-        .flat_map(|r| r.batches.iter().cloned())
-        .collect()
+/// Moves the batches of `requests` into one shared list, in order (each
+/// request keeps its `count`): an entry carries them without a copy.
+fn take_batches(requests: &mut [Request]) -> Arc<[api::Batch]> {
+    let mut all = Vec::with_capacity(requests.iter().map(|r| r.count).sum());
+    for r in requests.iter_mut() {
+        all.append(&mut r.batches);
+    }
+    all.into()
 }
 
 /// Hands each request its share of the entry's results.
 fn answer(requests: Vec<Request>, index: u64, results: Response) {
     let mut results = results.into_iter();
     for r in requests {
-        let mine: Response = results.by_ref().take(r.batches.len()).collect();
-        let reply = if mine.len() == r.batches.len() {
+        let mine: Response = results.by_ref().take(r.count).collect();
+        let reply = if mine.len() == r.count {
             Ok((index, mine))
         } else {
             Err(Failure::Store(StoreError::Storage(format!(
@@ -188,13 +201,13 @@ fn answer(requests: Vec<Request>, index: u64, results: Response) {
 /// by itself when it loses its followers).
 pub(crate) async fn write_as_leader(
     core: &Core,
-    batches: Vec<api::Batch>,
+    batches: Arc<[api::Batch]>,
 ) -> Result<(u64, Response), Failure> {
     core.quorum()
         .map_err(|e| Failure::Store(StoreError::Unavailable(e)))?;
     let watched = core.appends.watch();
     let write = core.raft.client_write(Proposal {
-        batches: batches.into(),
+        batches,
         tag: watched.tag,
     });
     if !core.peers.has_network() {
@@ -257,10 +270,10 @@ fn answered(
 /// learns of, until `deadline`.
 async fn propose_anywhere(
     core: &Core,
-    batches: &[api::Batch],
+    batches: &Arc<[api::Batch]>,
     deadline: Instant,
 ) -> Result<(u64, Response), StoreError> {
-    let body = serde_json::to_vec(batches)
+    let body = serde_json::to_vec(&**batches)
         .map_err(|e| StoreError::Storage(format!("encoding a write for the leader: {e}")))?;
     let mut metrics = core.metrics.clone();
     // The leader that just refused or could not be reached: wait for another
@@ -277,7 +290,7 @@ async fn propose_anywhere(
         }
         match core.leader() {
             Some((id, _)) if id == core.me && refused_by != Some(id) => {
-                match write_as_leader(core, batches.to_vec()).await {
+                match write_as_leader(core, batches.clone()).await {
                     Ok(written) => return Ok(written),
                     Err(Failure::NotLeader(_)) => refused_by = Some(id),
                     Err(Failure::Store(e)) => return Err(e),

@@ -159,6 +159,7 @@ impl Raft for RaftService {
         let timeout = inner.core.config.write_timeout;
         let (tx, rx) = oneshot::channel();
         let queued = inner.proposals.send(Request {
+            count: batches.len(),
             batches,
             forwarded: true,
             deadline: tokio::time::Instant::now() + timeout,
