@@ -206,10 +206,7 @@ pub(crate) async fn write_as_leader(
     core.quorum()
         .map_err(|e| Failure::Store(StoreError::Unavailable(e)))?;
     let watched = core.appends.watch();
-    let write = core.raft.client_write(Proposal {
-        batches,
-        tag: watched.tag,
-    });
+    let write = core.raft.client_write(Proposal::new(batches, watched.tag));
     if !core.peers.has_network() {
         // A single node cannot lose its quorum: spare every write a timer.
         return answered(write.await, &watched);

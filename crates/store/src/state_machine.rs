@@ -302,8 +302,8 @@ mod tests {
     fn normal(index: u64, batches: Vec<Vec<Op>>) -> Entry {
         RaftEntry {
             log_id: log_id(index),
-            payload: EntryPayload::Normal(Proposal {
-                batches: batches
+            payload: EntryPayload::Normal(Proposal::new(
+                batches
                     .into_iter()
                     .map(|ops| Batch {
                         time: Timestamp(5),
@@ -311,8 +311,8 @@ mod tests {
                     })
                     .collect::<Vec<_>>()
                     .into(),
-                tag: 0,
-            }),
+                0,
+            )),
         }
     }
 
