@@ -21,12 +21,13 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 use store::Store;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-/// How often a `WatchCluster` stream looks again without a store change: the
-/// leader (first of the managers) can change without one.
+/// How often the managers' addresses are looked at again for the
+/// `WatchCluster` streams: the leader (first of them) can change without a
+/// store change.
 const WATCH_RECHECK: Duration = Duration::from_secs(1);
 
 /// Attempts at a read-modify-write of a node record before giving up.
@@ -50,11 +51,18 @@ pub(super) fn signing_root(sec: &ClusterSecurity) -> Result<ca::RootCa, ca::CaEr
 #[derive(Clone)]
 pub struct CaService {
     store: Store,
+    /// The managers' addresses, leader first, looked at by one task for all
+    /// the `WatchCluster` streams (one per node) rather than by each.
+    managers: watch::Receiver<Vec<String>>,
 }
 
 impl CaService {
+    /// Must be called within a tokio runtime: it starts the task that
+    /// follows the managers' addresses, which ends with the last clone.
     pub fn new(store: Store) -> CaService {
-        CaService { store }
+        let (tx, managers) = watch::channel(store.manager_addrs());
+        tokio::spawn(follow_managers(store.clone(), tx));
+        CaService { store, managers }
     }
 
     pub fn node_ca(&self) -> NodeCaServer<CaService> {
@@ -149,10 +157,10 @@ impl CaService {
         )))
     }
 
-    /// What `node_id` must follow of the cluster now; `None` once the node
-    /// is no longer a member (or this manager has not caught up).
-    fn cluster_info(&self, node_id: &str) -> Option<ClusterInfo> {
-        let managers = self.store.manager_addrs();
+    /// What `node_id` must follow of the cluster now, with `managers` as
+    /// its stream last took them from `CaService::managers`; `None` once
+    /// the node is no longer a member (or this manager has not caught up).
+    fn cluster_info(&self, node_id: &str, managers: Vec<String>) -> Option<ClusterInfo> {
         self.store.view(|s| {
             let sec = s.cluster()?.security.as_ref()?;
             let node = s.node(node_id)?;
@@ -333,9 +341,15 @@ impl NodeCa for CaService {
         // Subscribed before the first message is taken, so no change falls
         // between the two.
         let mut changes = self.store.watch();
-        let first = self.cluster_info(&caller).ok_or_else(|| {
-            Status::permission_denied(format!("node {caller} is not a member of the cluster"))
-        })?;
+        // The managers as published for every stream, and marked seen as
+        // they are taken: every later change of them wakes this stream,
+        // whatever store changes came between.
+        let mut managers = self.managers.clone();
+        let first = self
+            .cluster_info(&caller, managers.borrow_and_update().clone())
+            .ok_or_else(|| {
+                Status::permission_denied(format!("node {caller} is not a member of the cluster"))
+            })?;
         let (tx, rx) = mpsc::channel(4);
         let service = self.clone();
         tokio::spawn(async move {
@@ -343,24 +357,35 @@ impl NodeCa for CaService {
             if tx.send(Ok(last.clone())).await.is_err() {
                 return;
             }
+            let mut followed = true;
             loop {
                 // Only a change of the cluster object or of a node can
                 // change the answer, and without any change only the
-                // leader can (checked cheaply): with a stream per node, the
-                // many task updates must not each recompute every answer.
+                // leader can (followed by one task for every stream): with
+                // a stream per node, the many task updates must not each
+                // recompute every answer, nor each stream wake on a timer.
                 let relevant = tokio::select! {
                     _ = tx.closed() => return,
-                    r = tokio::time::timeout(WATCH_RECHECK, changes.recv()) => match r {
-                        Ok(Ok(change)) => change.events.iter().any(concerns_cluster_info),
-                        Ok(Err(RecvError::Lagged(_))) => true,
-                        Ok(Err(RecvError::Closed)) => return,
-                        Err(_) => service.store.manager_addrs() != last.managers,
+                    r = changes.recv() => match r {
+                        Ok(change) => change.events.iter().any(concerns_cluster_info),
+                        Err(RecvError::Lagged(_)) => true,
+                        Err(RecvError::Closed) => return,
+                    },
+                    r = managers.changed(), if followed => match r {
+                        Ok(()) => true,
+                        // The follower ended with the service: store
+                        // changes alone from now on.
+                        Err(_) => {
+                            followed = false;
+                            false
+                        }
                     },
                 };
                 if !relevant {
                     continue;
                 }
-                match service.cluster_info(&caller) {
+                let now = managers.borrow_and_update().clone();
+                match service.cluster_info(&caller, now) {
                     Some(info) if info == last => {}
                     Some(info) => {
                         last = info;
@@ -380,6 +405,27 @@ impl NodeCa for CaService {
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Publishes the managers' addresses (leader first) when they change,
+/// looking every [`WATCH_RECHECK`], until no `CaService` is left.
+async fn follow_managers(store: Store, tx: watch::Sender<Vec<String>>) {
+    let mut tick = tokio::time::interval(WATCH_RECHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = tx.closed() => return,
+            _ = tick.tick() => {}
+        }
+        let now = store.manager_addrs();
+        tx.send_if_modified(|m| {
+            let changed = *m != now;
+            if changed {
+                *m = now;
+            }
+            changed
+        });
     }
 }
 
