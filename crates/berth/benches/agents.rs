@@ -27,6 +27,12 @@
 //! Run: `cargo bench -p berth --bench agents` (builds the release profile).
 //! `BERTH_BENCH_AGENTS` (default 1000) and `BERTH_BENCH_SECONDS` (the steady
 //! window, default 60) change the size and the length.
+//! `BERTH_BENCH_LEADER_WRAPPER` runs the leader under a profiler (words
+//! split on whitespace and put before the binary, e.g. `heaptrack -o
+//! /tmp/leader` or `valgrind --tool=massif`): the figures are then of the
+//! leader under the profiler (the process found under the wrapper that runs
+//! `init`), and the leader is killed (SIGKILL) at the end before the agents
+//! stop, so that a heap profiler's record shows what was live then.
 
 // A benchmark program: an unwrap is a failed measurement.
 #![allow(clippy::unwrap_used)]
@@ -66,14 +72,55 @@ struct Leader {
 
 impl Drop for Leader {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
 impl Leader {
+    /// Kills the leader (SIGKILL) and waits for the child. The leader
+    /// itself, not a wrapper around it: a profiler wrapping it must live on
+    /// to write its record.
+    fn kill(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let pid = self.pid();
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            if pid != self.child.id() {
+                // Let the wrapper finish its record, within bounds.
+                let deadline = Instant::now() + WAIT;
+                while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The leader's process: the child, or under a wrapper the deepest
+    /// process below it that runs `init`.
     fn pid(&self) -> u32 {
-        self.child.id()
+        let mut pid = self.child.id();
+        // Bounded: a process tree is not deeper than this here.
+        for _ in 0..8 {
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            let next = children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+                .find(|c| {
+                    std::fs::read(format!("/proc/{c}/cmdline"))
+                        .map(|argv| argv.split(|b| *b == 0).any(|a| a == b"init"))
+                        .unwrap_or(false)
+                });
+            match next {
+                Some(c) => pid = c,
+                None => break,
+            }
+        }
+        pid
     }
 
     fn cli(&self, args: &[&str]) -> (bool, String) {
@@ -431,7 +478,18 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let log = std::fs::File::create(dir.path().join("leader.log")).unwrap();
     let config = dir.path().join("config");
-    let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+    let wrapper: Vec<String> = std::env::var("BERTH_BENCH_LEADER_WRAPPER")
+        .map(|w| w.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(env!("CARGO_BIN_EXE_berth"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_berth")),
+    };
+    let child = command
         .args([
             "init",
             "--advertise-addr",
@@ -447,7 +505,7 @@ fn main() {
         .stderr(log)
         .spawn()
         .unwrap();
-    let leader = Leader {
+    let mut leader = Leader {
         child,
         dir: dir.path().to_path_buf(),
         config,
@@ -469,6 +527,12 @@ fn main() {
          each with its own certificate, over mutual TLS; steady window {steady:?}"
     );
 
+    if !wrapper.is_empty() {
+        println!(
+            "the leader runs under `{}` (pid {pid}): its figures are not comparable with a plain run",
+            wrapper.join(" ")
+        );
+    }
     let me = "self";
     let idle_from = (sample(&pid), sample(me));
     std::thread::sleep(IDLE);
@@ -532,6 +596,11 @@ fn main() {
         })
         .collect();
 
+    if !wrapper.is_empty() {
+        // A heap profiler's record then shows the leader with every agent
+        // connected, not half of them gone.
+        leader.kill();
+    }
     stop.send(true).unwrap();
     rt.block_on(async {
         for h in handles {
