@@ -916,7 +916,7 @@ async fn creations_in_log(dir: &Path, upto: u64) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for entry in entries {
         if let openraft::EntryPayload::Normal(proposal) = entry.payload {
-            for op in proposal.batches.iter().flat_map(|b| b.ops.iter()) {
+            for op in proposal.batches().iter().flat_map(|b| b.ops.iter()) {
                 if let Op::Create(object) = op {
                     *counts.entry(object.id().to_string()).or_insert(0) += 1;
                 }

@@ -113,7 +113,7 @@ pub(crate) fn apply_entries(
             EntryPayload::Normal(proposal) => {
                 let mut all_events = Vec::new();
                 let response: Response = proposal
-                    .batches
+                    .batches()
                     .iter()
                     .map(|batch| {
                         applied.state.apply(index, batch).map(|events| {

@@ -26,7 +26,9 @@ use std::sync::{Arc, OnceLock};
 /// JSON (the log and the Raft RPCs), which this relies on.
 #[derive(Clone, Debug, Default)]
 pub struct Proposal {
-    pub batches: Arc<[api::Batch]>,
+    /// Read-only (see [`Proposal::batches`]): the JSON kept with them must
+    /// stay theirs.
+    batches: Arc<[api::Batch]>,
     /// On the leader that proposes it, the proposer's handle on the entry
     /// (see [`crate::log_store::Appends`]); never stored or sent, so 0
     /// everywhere else.
@@ -42,6 +44,11 @@ impl Proposal {
             tag,
             json: Arc::default(),
         }
+    }
+
+    /// The batches of the `update()` calls the entry carries, in order.
+    pub fn batches(&self) -> &[api::Batch] {
+        &self.batches
     }
 }
 
@@ -157,6 +164,9 @@ mod tests {
         assert_eq!(back.tag, 0, "the tag is never sent");
         assert_eq!(serde_json::to_string(&back).expect("re-encodes"), json);
         let back: Entry = serde_json::from_str(&entry_json).expect("decodes");
-        assert_eq!(serde_json::to_string(&back).expect("re-encodes"), entry_json);
+        assert_eq!(
+            serde_json::to_string(&back).expect("re-encodes"),
+            entry_json
+        );
     }
 }
