@@ -6,6 +6,7 @@
 //! [`State::apply`] is the deterministic state machine every manager runs over
 //! the Raft log. [`dispatch`] holds the messages between the dispatcher and agents.
 
+pub mod auth;
 pub mod dispatch;
 pub mod duration;
 pub mod id;

@@ -2,6 +2,7 @@
 //! one [`Kind`]. The version is the Raft log index of the entry that last wrote
 //! the object, so it is the same on every manager and only ever grows.
 
+use crate::auth::{ClientBundle, Collection, Grant, Organization, Role, Team, Token, User};
 use crate::spec::{Resources, ServiceSpec, TaskSpec};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,14 @@ pub enum Kind {
     Node,
     Service,
     Task,
+    User,
+    Organization,
+    Team,
+    Collection,
+    Role,
+    Grant,
+    Token,
+    ClientBundle,
 }
 
 impl Kind {
@@ -24,7 +33,23 @@ impl Kind {
             Kind::Node => "node",
             Kind::Service => "service",
             Kind::Task => "task",
+            Kind::User => "user",
+            Kind::Organization => "organization",
+            Kind::Team => "team",
+            Kind::Collection => "collection",
+            Kind::Role => "role",
+            Kind::Grant => "grant",
+            Kind::Token => "token",
+            Kind::ClientBundle => "client_bundle",
         }
+    }
+
+    /// The kinds of the auth store (`crate::auth`).
+    pub fn is_auth(self) -> bool {
+        !matches!(
+            self,
+            Kind::Cluster | Kind::Node | Kind::Service | Kind::Task
+        )
     }
 }
 
@@ -529,6 +554,34 @@ pub enum Object {
     Node(Node),
     Service(Service),
     Task(Task),
+    User(User),
+    Organization(Organization),
+    Team(Team),
+    Collection(Collection),
+    Role(Role),
+    Grant(Grant),
+    Token(Token),
+    ClientBundle(ClientBundle),
+}
+
+/// Calls `$f` with the object of whatever kind `$o` holds.
+macro_rules! each_object {
+    ($o:expr, $x:ident => $f:expr) => {
+        match $o {
+            Object::Cluster($x) => $f,
+            Object::Node($x) => $f,
+            Object::Service($x) => $f,
+            Object::Task($x) => $f,
+            Object::User($x) => $f,
+            Object::Organization($x) => $f,
+            Object::Team($x) => $f,
+            Object::Collection($x) => $f,
+            Object::Role($x) => $f,
+            Object::Grant($x) => $f,
+            Object::Token($x) => $f,
+            Object::ClientBundle($x) => $f,
+        }
+    };
 }
 
 impl Object {
@@ -538,25 +591,39 @@ impl Object {
             Object::Node(_) => Kind::Node,
             Object::Service(_) => Kind::Service,
             Object::Task(_) => Kind::Task,
+            Object::User(_) => Kind::User,
+            Object::Organization(_) => Kind::Organization,
+            Object::Team(_) => Kind::Team,
+            Object::Collection(_) => Kind::Collection,
+            Object::Role(_) => Kind::Role,
+            Object::Grant(_) => Kind::Grant,
+            Object::Token(_) => Kind::Token,
+            Object::ClientBundle(_) => Kind::ClientBundle,
+        }
+    }
+
+    /// The keys an auth object keeps unique (none for the other kinds).
+    pub fn unique_keys(&self) -> Vec<String> {
+        use crate::auth::AuthObject;
+        match self {
+            Object::Cluster(_) | Object::Node(_) | Object::Service(_) | Object::Task(_) => vec![],
+            Object::User(o) => o.unique_keys(),
+            Object::Organization(o) => o.unique_keys(),
+            Object::Team(o) => o.unique_keys(),
+            Object::Collection(o) => o.unique_keys(),
+            Object::Role(o) => o.unique_keys(),
+            Object::Grant(o) => o.unique_keys(),
+            Object::Token(o) => o.unique_keys(),
+            Object::ClientBundle(o) => o.unique_keys(),
         }
     }
 
     pub fn meta(&self) -> &Meta {
-        match self {
-            Object::Cluster(o) => &o.meta,
-            Object::Node(o) => &o.meta,
-            Object::Service(o) => &o.meta,
-            Object::Task(o) => &o.meta,
-        }
+        each_object!(self, o => &o.meta)
     }
 
     pub fn meta_mut(&mut self) -> &mut Meta {
-        match self {
-            Object::Cluster(o) => &mut o.meta,
-            Object::Node(o) => &mut o.meta,
-            Object::Service(o) => &mut o.meta,
-            Object::Task(o) => &mut o.meta,
-        }
+        each_object!(self, o => &mut o.meta)
     }
 
     pub fn id(&self) -> &str {
@@ -611,6 +678,14 @@ fn object_of<'de, D: serde::Deserializer<'de>>(kind: Kind, d: D) -> Result<Objec
         Kind::Node => Object::Node(Node::deserialize(d)?),
         Kind::Service => Object::Service(Service::deserialize(d)?),
         Kind::Task => Object::Task(Task::deserialize(d)?),
+        Kind::User => Object::User(User::deserialize(d)?),
+        Kind::Organization => Object::Organization(Organization::deserialize(d)?),
+        Kind::Team => Object::Team(Team::deserialize(d)?),
+        Kind::Collection => Object::Collection(Collection::deserialize(d)?),
+        Kind::Role => Object::Role(Role::deserialize(d)?),
+        Kind::Grant => Object::Grant(Grant::deserialize(d)?),
+        Kind::Token => Object::Token(Token::deserialize(d)?),
+        Kind::ClientBundle => Object::ClientBundle(ClientBundle::deserialize(d)?),
     })
 }
 
@@ -665,6 +740,26 @@ impl From<Task> for Object {
         Object::Task(o)
     }
 }
+
+macro_rules! from_auth {
+    ($($t:ident),*) => {$(
+        impl From<$t> for Object {
+            fn from(o: $t) -> Self {
+                Object::$t(o)
+            }
+        }
+    )*};
+}
+from_auth!(
+    User,
+    Organization,
+    Team,
+    Collection,
+    Role,
+    Grant,
+    Token,
+    ClientBundle
+);
 
 #[cfg(test)]
 mod tests {

@@ -109,6 +109,14 @@ pub struct State {
     service_names: OrdMap<String, String>,
     tasks_by_service: OrdMap<String, OrdSet<String>>,
     tasks_by_node: OrdMap<String, OrdSet<String>>,
+    /// The auth store's objects (`crate::auth`), by kind and id.
+    auth: OrdMap<(Kind, String), Arc<Object>>,
+    /// Every auth object's unique keys (`Object::unique_keys`) → its kind and id.
+    unique: OrdMap<String, (Kind, String)>,
+    /// Index of the last entry that changed an auth object (at least, after
+    /// a load: the state's index), so caches of authorization decisions
+    /// know when to start over.
+    auth_index: u64,
 }
 
 /// A stored object, shared with every clone of the state that holds it.
@@ -118,6 +126,7 @@ enum Stored {
     Node(Arc<Node>),
     Service(Arc<Service>),
     Task(Arc<Task>),
+    Auth(Arc<Object>),
 }
 
 impl Stored {
@@ -127,6 +136,7 @@ impl Stored {
             Object::Node(n) => Stored::Node(Arc::new(n)),
             Object::Service(s) => Stored::Service(Arc::new(s)),
             Object::Task(t) => Stored::Task(Arc::new(t)),
+            auth => Stored::Auth(Arc::new(auth)),
         }
     }
 
@@ -137,6 +147,7 @@ impl Stored {
             Stored::Node(n) => Object::Node(Node::clone(n)),
             Stored::Service(s) => Object::Service(Service::clone(s)),
             Stored::Task(t) => Object::Task(Task::clone(t)),
+            Stored::Auth(o) => Object::clone(o),
         }
     }
 
@@ -146,6 +157,7 @@ impl Stored {
             Stored::Node(n) => &n.meta,
             Stored::Service(s) => &s.meta,
             Stored::Task(t) => &t.meta,
+            Stored::Auth(o) => o.meta(),
         }
     }
 }
@@ -158,6 +170,7 @@ impl PartialEq for State {
             && self.nodes == other.nodes
             && self.services == other.services
             && self.tasks == other.tasks
+            && self.auth == other.auth
     }
 }
 
@@ -215,6 +228,30 @@ impl State {
             .filter_map(|id| self.task(id))
     }
 
+    /// Index of the last entry that changed an auth object.
+    pub fn auth_index(&self) -> u64 {
+        self.auth_index
+    }
+
+    /// The auth objects of one kind, in id order.
+    pub fn auth_objects(&self, kind: Kind) -> impl Iterator<Item = &Object> {
+        self.auth
+            .range((kind, String::new())..)
+            .take_while(move |((k, _), _)| *k == kind)
+            .map(|(_, o)| &**o)
+    }
+
+    /// An auth object by kind and id.
+    pub fn auth_object(&self, kind: Kind, id: &str) -> Option<&Object> {
+        self.auth.get(&(kind, id.to_string())).map(|o| &**o)
+    }
+
+    /// The auth object holding a unique key (`crate::auth::account_key`, …).
+    pub fn auth_by_key(&self, key: &str) -> Option<&Object> {
+        let (kind, id) = self.unique.get(key)?;
+        self.auth_object(*kind, id)
+    }
+
     /// A copy of any object by kind and id.
     pub fn get(&self, kind: Kind, id: &str) -> Option<Object> {
         self.stored(kind, id).map(|s| s.to_object())
@@ -231,6 +268,11 @@ impl State {
             Kind::Node => self.nodes.get(id).cloned().map(Stored::Node),
             Kind::Service => self.services.get(id).cloned().map(Stored::Service),
             Kind::Task => self.tasks.get(id).cloned().map(Stored::Task),
+            auth => self
+                .auth
+                .get(&(auth, id.to_string()))
+                .cloned()
+                .map(Stored::Auth),
         }
     }
 
@@ -240,12 +282,13 @@ impl State {
             Kind::Node => self.nodes.contains_key(id),
             Kind::Service => self.services.contains_key(id),
             Kind::Task => self.tasks.contains_key(id),
+            auth => self.auth.contains_key(&(auth, id.to_string())),
         }
     }
 
     /// Applies the batch of log entry `index` whole, or refuses it whole.
     pub fn apply(&mut self, index: u64, batch: &Batch) -> Result<Vec<Event>, ApplyError> {
-        let mut events = Vec::with_capacity(batch.ops.len());
+        let mut events: Vec<Event> = Vec::with_capacity(batch.ops.len());
         // Undo log: the previous value of every object touched, restored in
         // reverse order if a later op of the batch fails.
         let mut undo: Vec<(Kind, String, Option<Stored>)> = Vec::new();
@@ -266,6 +309,9 @@ impl State {
             }
         }
         self.index = self.index.max(index);
+        if events.iter().any(|e| e.object().kind().is_auth()) {
+            self.auth_index = self.index;
+        }
         Ok(events)
     }
 
@@ -370,8 +416,21 @@ impl State {
         }
     }
 
-    /// Service names are unique among services.
+    /// Service names are unique among services; an auth object's unique
+    /// keys are free or its own, and what it refers to exists.
     fn check_name(&self, obj: &Object) -> Result<(), ApplyError> {
+        for key in obj.unique_keys() {
+            if let Some((kind, id)) = self.unique.get(&key) {
+                if (*kind, id.as_str()) != (obj.kind(), obj.id()) {
+                    let name = key.split_once(':').map_or(&*key, |(_, n)| n);
+                    return Err(ApplyError::NameTaken {
+                        kind: obj.kind(),
+                        name: name.to_string(),
+                    });
+                }
+            }
+        }
+        self.check_references(obj)?;
         if let Object::Service(s) = obj {
             if let Some(owner) = self.service_names.get(&s.spec.name) {
                 if owner != &s.meta.id {
@@ -383,6 +442,48 @@ impl State {
             }
         }
         Ok(())
+    }
+
+    /// An auth object refers only to objects that exist (a team to its
+    /// organization, a grant to its subject and collection, a token or
+    /// bundle to its user, a collection to its parent).
+    fn check_references(&self, obj: &Object) -> Result<(), ApplyError> {
+        use crate::auth::{collection_key, Subject};
+        let missing = |kind: Kind, id: &str| ApplyError::NotFound {
+            kind,
+            id: id.to_string(),
+        };
+        let has_collection = |path: &str| self.unique.contains_key(&collection_key(path));
+        match obj {
+            Object::Team(t) if !self.contains(Kind::Organization, &t.org_id) => {
+                Err(missing(Kind::Organization, &t.org_id))
+            }
+            Object::Collection(c) => match c.parent() {
+                Some(parent) if !has_collection(parent) => Err(missing(Kind::Collection, parent)),
+                _ => Ok(()),
+            },
+            Object::Grant(g) => {
+                let (kind, id) = match &g.subject {
+                    Subject::User(id) => (Kind::User, id),
+                    Subject::Team(id) => (Kind::Team, id),
+                    Subject::Organization(id) => (Kind::Organization, id),
+                };
+                if !self.contains(kind, id) {
+                    Err(missing(kind, id))
+                } else if !has_collection(&g.collection) {
+                    Err(missing(Kind::Collection, &g.collection))
+                } else {
+                    Ok(())
+                }
+            }
+            Object::Token(t) if !self.contains(Kind::User, &t.user_id) => {
+                Err(missing(Kind::User, &t.user_id))
+            }
+            Object::ClientBundle(b) if !self.contains(Kind::User, &b.user_id) => {
+                Err(missing(Kind::User, &b.user_id))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn insert(&mut self, obj: Stored) {
@@ -402,6 +503,13 @@ impl State {
                     index(&mut self.tasks_by_node, n, &t.meta.id);
                 }
                 self.tasks.insert(t.meta.id.clone(), t);
+            }
+            Stored::Auth(o) => {
+                let key = (o.kind(), o.id().to_string());
+                for unique in o.unique_keys() {
+                    self.unique.insert(unique, key.clone());
+                }
+                self.auth.insert(key, o);
             }
         }
     }
@@ -424,6 +532,16 @@ impl State {
                     unindex(&mut self.tasks_by_service, &t.service_id, id);
                     if let Some(n) = &t.node_id {
                         unindex(&mut self.tasks_by_node, n, id);
+                    }
+                }
+            }
+            auth => {
+                let key = (auth, id.to_string());
+                if let Some(o) = self.auth.remove(&key) {
+                    for unique in o.unique_keys() {
+                        if self.unique.get(&unique) == Some(&key) {
+                            self.unique.remove(&unique);
+                        }
                     }
                 }
             }
@@ -460,6 +578,9 @@ struct StateData {
     nodes: Vec<Node>,
     services: Vec<Service>,
     tasks: Vec<Task>,
+    /// Absent from snapshots taken before the auth store existed.
+    #[serde(default)]
+    auth: Vec<Object>,
 }
 
 /// The objects of one map as a JSON array, in id order.
@@ -471,15 +592,30 @@ impl<T: Serialize> Serialize for Values<'_, T> {
     }
 }
 
+struct AuthValues<'a>(&'a OrdMap<(Kind, String), Arc<Object>>);
+
+impl Serialize for AuthValues<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.values())
+    }
+}
+
 impl Serialize for State {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("StateData", 5)?;
+        let mut st = s.serialize_struct("StateData", 6)?;
         st.serialize_field("index", &self.index)?;
         st.serialize_field("cluster", &self.cluster)?;
         st.serialize_field("nodes", &Values(&self.nodes))?;
         st.serialize_field("services", &Values(&self.services))?;
         st.serialize_field("tasks", &Values(&self.tasks))?;
+        // Written only when there is one, so a state without auth objects
+        // encodes as it did before they existed (the v1 golden bytes).
+        if self.auth.is_empty() {
+            st.skip_field("auth")?;
+        } else {
+            st.serialize_field("auth", &AuthValues(&self.auth))?;
+        }
         st.end()
     }
 }
@@ -489,6 +625,7 @@ impl<'de> Deserialize<'de> for State {
         let data = StateData::deserialize(d)?;
         let mut state = State {
             index: data.index,
+            auth_index: data.index,
             ..State::default()
         };
         if let Some(c) = data.cluster {
@@ -502,6 +639,15 @@ impl<'de> Deserialize<'de> for State {
         }
         for t in data.tasks {
             state.insert(Stored::Task(Arc::new(t)));
+        }
+        for o in data.auth {
+            if !o.kind().is_auth() {
+                return Err(serde::de::Error::custom(format!(
+                    "a {} among the auth objects",
+                    o.kind()
+                )));
+            }
+            state.insert(Stored::Auth(Arc::new(o)));
         }
         Ok(state)
     }
@@ -686,6 +832,236 @@ mod tests {
         assert_eq!(back.tasks_by_service("s1").count(), 2);
         assert_eq!(back.tasks_by_node("n1").count(), 1);
         assert_eq!(back.service_by_name("web").unwrap().meta.id, "s1");
+    }
+
+    fn user(id: &str, name: &str) -> crate::auth::User {
+        crate::auth::User {
+            meta: Meta::new(id),
+            name: name.into(),
+            full_name: String::new(),
+            admin: false,
+            disabled: false,
+            password_hash: None,
+            source: Default::default(),
+            locked_until: None,
+        }
+    }
+
+    fn collection(id: &str, path: &str) -> crate::auth::Collection {
+        crate::auth::Collection {
+            meta: Meta::new(id),
+            path: path.into(),
+        }
+    }
+
+    #[test]
+    fn users_and_organizations_share_one_namespace() {
+        use crate::auth::*;
+        let mut s = State::default();
+        s.apply(1, &batch(vec![Op::Create(user("u1", "eng").into())]))
+            .unwrap();
+        let org = Organization {
+            meta: Meta::new("o1"),
+            name: "eng".into(),
+        };
+        let err = s
+            .apply(2, &batch(vec![Op::Create(org.clone().into())]))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ApplyError::NameTaken {
+                kind: Kind::Organization,
+                name: "eng".into()
+            }
+        );
+        assert_eq!(s.auth_index(), 1);
+        s.apply(
+            3,
+            &batch(vec![Op::Delete {
+                kind: Kind::User,
+                id: "u1".into(),
+                version: None,
+            }]),
+        )
+        .unwrap();
+        assert_eq!(s.auth_index(), 3);
+        assert!(s.auth_by_key(&account_key("eng")).is_none());
+        s.apply(4, &batch(vec![Op::Create(org.into())])).unwrap();
+        let found = s.auth_by_key(&account_key("eng")).unwrap();
+        assert_eq!((found.kind(), found.id()), (Kind::Organization, "o1"));
+        assert_eq!(s.auth_objects(Kind::Organization).count(), 1);
+        assert_eq!(s.auth_objects(Kind::User).count(), 0);
+    }
+
+    #[test]
+    fn auth_objects_refer_only_to_what_exists() {
+        use crate::auth::*;
+        let mut s = State::default();
+        let err = s
+            .apply(
+                1,
+                &batch(vec![Op::Create(collection("c1", "/Shared").into())]),
+            )
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ApplyError::NotFound {
+                kind: Kind::Collection,
+                id: "/".into()
+            }
+        );
+        // Parent and child in one batch, in order, is fine.
+        s.apply(
+            2,
+            &batch(vec![
+                Op::Create(collection("c0", "/").into()),
+                Op::Create(collection("c1", "/Shared").into()),
+                Op::Create(user("u1", "alice").into()),
+            ]),
+        )
+        .unwrap();
+        let grant = |id: &str, subject: Subject, coll: &str| Grant {
+            meta: Meta::new(id),
+            subject,
+            role: "View Only".into(),
+            collection: coll.into(),
+        };
+        let err = s
+            .apply(
+                3,
+                &batch(vec![Op::Create(
+                    grant("g1", Subject::Team("t9".into()), "/Shared").into(),
+                )]),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ApplyError::NotFound {
+                    kind: Kind::Team,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = s
+            .apply(
+                3,
+                &batch(vec![Op::Create(
+                    grant("g1", Subject::User("u1".into()), "/Nope").into(),
+                )]),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ApplyError::NotFound {
+                    kind: Kind::Collection,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        s.apply(
+            3,
+            &batch(vec![Op::Create(
+                grant("g1", Subject::User("u1".into()), "/Shared").into(),
+            )]),
+        )
+        .unwrap();
+        // The same subject, role and collection twice is one grant.
+        let err = s
+            .apply(
+                4,
+                &batch(vec![Op::Create(
+                    grant("g2", Subject::User("u1".into()), "/Shared").into(),
+                )]),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ApplyError::NameTaken {
+                    kind: Kind::Grant,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let token = Token {
+            meta: Meta::new("k1"),
+            user_id: "nobody".into(),
+            name: "ci".into(),
+            purpose: TokenPurpose::Api,
+            secret_sha256: "ab".into(),
+            expires_at: None,
+        };
+        let err = s
+            .apply(5, &batch(vec![Op::Create(token.into())]))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ApplyError::NotFound {
+                    kind: Kind::User,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_renamed_user_frees_its_old_name_and_an_update_keeps_its_own() {
+        use crate::auth::*;
+        let mut s = State::default();
+        s.apply(1, &batch(vec![Op::Create(user("u1", "alice").into())]))
+            .unwrap();
+        let mut same = match s.auth_object(Kind::User, "u1").unwrap() {
+            Object::User(u) => u.clone(),
+            other => panic!("{other:?}"),
+        };
+        same.admin = true;
+        s.apply(2, &batch(vec![Op::Update(same.clone().into())]))
+            .unwrap();
+        same.meta.version = 2;
+        same.name = "alicia".into();
+        s.apply(3, &batch(vec![Op::Update(same.into())])).unwrap();
+        assert!(s.auth_by_key(&account_key("alice")).is_none());
+        s.apply(4, &batch(vec![Op::Create(user("u2", "alice").into())]))
+            .unwrap();
+        assert_eq!(s.auth_by_key(&account_key("alicia")).unwrap().id(), "u1");
+    }
+
+    #[test]
+    fn auth_objects_survive_a_snapshot_and_old_snapshots_still_load() {
+        let mut s = State::default();
+        s.apply(
+            1,
+            &batch(vec![
+                Op::Create(Cluster::new("c").into()),
+                Op::Create(collection("c0", "/").into()),
+                Op::Create(user("u1", "alice").into()),
+            ]),
+        )
+        .unwrap();
+        let json = serde_json::to_vec(&s).unwrap();
+        let back: State = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(
+            back.auth_by_key(&crate::auth::account_key("alice"))
+                .unwrap()
+                .id(),
+            "u1"
+        );
+        // Written before the auth store: no `auth` field.
+        let old = r#"{"index":3,"cluster":null,"nodes":[],"services":[],"tasks":[]}"#;
+        let back: State = serde_json::from_str(old).unwrap();
+        assert_eq!(back.index(), 3);
+        assert_eq!(back.auth_index(), 3);
+        // And a state without auth objects is written as before.
+        let empty = serde_json::to_string(&State::default()).unwrap();
+        assert!(!empty.contains("auth"), "{empty}");
     }
 
     #[test]

@@ -1,0 +1,416 @@
+//! The auth store's objects (ucp-auth-store): users, organizations, teams,
+//! collections, custom roles, grants, tokens and client bundles.
+//!
+//! They live in the Raft store beside nodes and services, so every manager
+//! can authenticate and authorize on its own copy. Each has unique keys
+//! ([`AuthObject::unique_keys`]) that `State::apply` keeps unique, so two
+//! managers creating `alice` at once cannot both succeed. Secrets are stored
+//! only as hashes: a password as an argon2id PHC string, a token or session
+//! as the SHA-256 of its random secret, a bundle as the SHA-256 of its
+//! certificate's public key.
+
+use crate::object::{Kind, Meta};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// The label that puts a resource (service, node, …) in a collection.
+pub const COLLECTION_LABEL: &str = "berth.access.collection";
+
+/// The root collection, and the ones every cluster has (as UCP's).
+pub const ROOT_COLLECTION: &str = "/";
+pub const SYSTEM_COLLECTION: &str = "/System";
+pub const SHARED_COLLECTION: &str = "/Shared";
+pub const PRIVATE_COLLECTION: &str = "/Shared/Private";
+
+/// A user's own collection, its default for what it creates.
+pub fn private_collection(user_name: &str) -> String {
+    format!("{PRIVATE_COLLECTION}/{user_name}")
+}
+
+// ------------------------------------------------------------------ users
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub meta: Meta,
+    /// Unique among users and organizations (both name a registry namespace).
+    pub name: String,
+    #[serde(default)]
+    pub full_name: String,
+    /// Admins bypass grants.
+    #[serde(default)]
+    pub admin: bool,
+    /// A disabled user is refused at once, with every token and bundle.
+    #[serde(default)]
+    pub disabled: bool,
+    /// argon2id PHC string; `None` for a user who can only sign in through
+    /// LDAP or a bundle.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    #[serde(default)]
+    pub source: UserSource,
+    /// Set after repeated failed logins: no password is accepted before it.
+    #[serde(default)]
+    pub locked_until: Option<Timestamp>,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("meta", &self.meta)
+            .field("name", &self.name)
+            .field("admin", &self.admin)
+            .field("disabled", &self.disabled)
+            .field(
+                "password_hash",
+                &self.password_hash.as_ref().map(|_| "<redacted>"),
+            )
+            .field("source", &self.source)
+            .field("locked_until", &self.locked_until)
+            .finish()
+    }
+}
+
+/// Where a user comes from.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum UserSource {
+    /// Made through the API; its password is checked here.
+    #[default]
+    Local,
+    /// Made by the LDAP sync (or at first login); its password is checked
+    /// by binding to the directory as `dn`.
+    Ldap { dn: String },
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Organization {
+    pub meta: Meta,
+    pub name: String,
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Team {
+    pub meta: Meta,
+    /// The organization's id.
+    pub org_id: String,
+    /// Unique within the organization.
+    pub name: String,
+    /// User ids.
+    #[serde(default)]
+    pub members: BTreeSet<String>,
+    /// The LDAP group whose members the sync makes this team's.
+    #[serde(default)]
+    pub ldap_group_dn: Option<String>,
+}
+
+// ------------------------------------------------------------ collections
+
+/// A node of the collection tree. Resources name their collection by path
+/// in [`COLLECTION_LABEL`]; grants on a collection hold for everything
+/// below it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Collection {
+    pub meta: Meta,
+    /// Absolute, normalised (`/Shared/web`); its parent must exist.
+    pub path: String,
+}
+
+impl Collection {
+    /// The parent's path; `None` for the root.
+    pub fn parent(&self) -> Option<&str> {
+        parent_path(&self.path)
+    }
+}
+
+/// The parent of a normalised collection path; `None` for `/`.
+pub fn parent_path(path: &str) -> Option<&str> {
+    if path == ROOT_COLLECTION {
+        return None;
+    }
+    match path.rfind('/') {
+        Some(0) => Some(ROOT_COLLECTION),
+        Some(i) => Some(&path[..i]),
+        None => None,
+    }
+}
+
+// ----------------------------------------------------------- roles, grants
+
+/// A custom role: a named set of operations (`service.create`, …). The
+/// built-in roles are not stored (the `auth` crate defines them).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    pub meta: Meta,
+    pub name: String,
+    pub operations: BTreeSet<String>,
+}
+
+/// Who a grant is for.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type", content = "id")]
+pub enum Subject {
+    User(String),
+    Team(String),
+    Organization(String),
+}
+
+impl Subject {
+    pub fn id(&self) -> &str {
+        match self {
+            Subject::User(id) | Subject::Team(id) | Subject::Organization(id) => id,
+        }
+    }
+}
+
+/// Subject × role × collection, as UCP's grants.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub meta: Meta,
+    pub subject: Subject,
+    /// A built-in role's name or a custom role's name.
+    pub role: String,
+    /// The collection's path.
+    pub collection: String,
+}
+
+// ------------------------------------------------------ tokens and bundles
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenPurpose {
+    /// Made by a login; short-lived and renewed while in use.
+    Session,
+    /// Made by `berth token create`; named, lives until it expires or is removed.
+    Api,
+}
+
+/// A bearer credential of a user. The secret is shown once, when made;
+/// only its SHA-256 is kept (the secret is 256 random bits, so a fast hash
+/// is as good as a slow one).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    pub meta: Meta,
+    pub user_id: String,
+    /// Unique among the user's API tokens; sessions are named by their id.
+    pub name: String,
+    pub purpose: TokenPurpose,
+    /// SHA-256 (hex) of the secret.
+    pub secret_sha256: String,
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+}
+
+/// A client bundle: a certificate the client root CA signed for a user. The
+/// API maps a presented certificate to its user by the SHA-256 of its public
+/// key, so removing the bundle revokes it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientBundle {
+    pub meta: Meta,
+    pub user_id: String,
+    /// Unique among the user's bundles.
+    pub label: String,
+    /// SHA-256 (hex) of the certificate's SubjectPublicKeyInfo (DER).
+    pub public_key_sha256: String,
+    pub expires_at: Timestamp,
+}
+
+// ------------------------------------------------------------- the family
+
+/// What the state machine needs of every auth object: its meta, and the
+/// keys that must stay unique across the store.
+pub trait AuthObject {
+    fn kind() -> Kind;
+    fn meta(&self) -> &Meta;
+    /// Each key is unique among all auth objects ("account:alice" is taken
+    /// by a user or an organization, not both).
+    fn unique_keys(&self) -> Vec<String>;
+}
+
+impl AuthObject for User {
+    fn kind() -> Kind {
+        Kind::User
+    }
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn unique_keys(&self) -> Vec<String> {
+        vec![account_key(&self.name)]
+    }
+}
+
+impl AuthObject for Organization {
+    fn kind() -> Kind {
+        Kind::Organization
+    }
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn unique_keys(&self) -> Vec<String> {
+        vec![account_key(&self.name)]
+    }
+}
+
+impl AuthObject for Team {
+    fn kind() -> Kind {
+        Kind::Team
+    }
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn unique_keys(&self) -> Vec<String> {
+        vec![team_key(&self.org_id, &self.name)]
+    }
+}
+
+impl AuthObject for Collection {
+    fn kind() -> Kind {
+        Kind::Collection
+    }
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn unique_keys(&self) -> Vec<String> {
+        vec![collection_key(&self.path)]
+    }
+}
+
+impl AuthObject for Role {
+    fn kind() -> Kind {
+        Kind::Role
+    }
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn unique_keys(&self) -> Vec<String> {
+        vec![role_key(&self.name)]
+    }
+}
+
+impl AuthObject for Grant {
+    fn kind() -> Kind {
+        Kind::Grant
+    }
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn unique_keys(&self) -> Vec<String> {
+        vec![grant_key(&self.subject, &self.role, &self.collection)]
+    }
+}
+
+impl AuthObject for Token {
+    fn kind() -> Kind {
+        Kind::Token
+    }
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn unique_keys(&self) -> Vec<String> {
+        let mut keys = vec![token_secret_key(&self.secret_sha256)];
+        if self.purpose == TokenPurpose::Api {
+            keys.push(token_name_key(&self.user_id, &self.name));
+        }
+        keys
+    }
+}
+
+impl AuthObject for ClientBundle {
+    fn kind() -> Kind {
+        Kind::ClientBundle
+    }
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn unique_keys(&self) -> Vec<String> {
+        vec![
+            bundle_key_key(&self.public_key_sha256),
+            bundle_label_key(&self.user_id, &self.label),
+        ]
+    }
+}
+
+// The unique keys, public so that look-ups (`State::auth_by_key`) build them
+// the same way.
+pub fn account_key(name: &str) -> String {
+    format!("account:{name}")
+}
+pub fn team_key(org_id: &str, name: &str) -> String {
+    format!("team:{org_id}/{name}")
+}
+pub fn collection_key(path: &str) -> String {
+    format!("collection:{path}")
+}
+pub fn role_key(name: &str) -> String {
+    format!("role:{name}")
+}
+pub fn grant_key(subject: &Subject, role: &str, collection: &str) -> String {
+    let (t, id) = match subject {
+        Subject::User(id) => ("user", id),
+        Subject::Team(id) => ("team", id),
+        Subject::Organization(id) => ("org", id),
+    };
+    format!("grant:{t}:{id}|{role}|{collection}")
+}
+pub fn token_secret_key(secret_sha256: &str) -> String {
+    format!("token-secret:{secret_sha256}")
+}
+pub fn token_name_key(user_id: &str, name: &str) -> String {
+    format!("token-name:{user_id}/{name}")
+}
+pub fn bundle_key_key(public_key_sha256: &str) -> String {
+    format!("bundle-key:{public_key_sha256}")
+}
+pub fn bundle_label_key(user_id: &str, label: &str) -> String {
+    format!("bundle-label:{user_id}/{label}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parents_of_collection_paths() {
+        assert_eq!(parent_path("/"), None);
+        assert_eq!(parent_path("/Shared"), Some("/"));
+        assert_eq!(parent_path("/Shared/web"), Some("/Shared"));
+        assert_eq!(
+            parent_path("/Shared/Private/alice"),
+            Some("/Shared/Private")
+        );
+    }
+
+    #[test]
+    fn a_user_never_shows_its_password_hash_in_debug() {
+        let u = User {
+            meta: Meta::new("u1"),
+            name: "alice".into(),
+            full_name: String::new(),
+            admin: false,
+            disabled: false,
+            password_hash: Some("$argon2id$secret".into()),
+            source: UserSource::Local,
+            locked_until: None,
+        };
+        let shown = format!("{u:?}");
+        assert!(!shown.contains("argon2id"), "{shown}");
+        assert!(shown.contains("redacted"), "{shown}");
+    }
+
+    #[test]
+    fn users_and_organizations_share_the_account_names() {
+        assert_eq!(account_key("eng"), account_key("eng"));
+        assert_ne!(team_key("o1", "web"), team_key("o2", "web"));
+    }
+}
