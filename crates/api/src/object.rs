@@ -51,6 +51,21 @@ impl Kind {
             Kind::Cluster | Kind::Node | Kind::Service | Kind::Task
         )
     }
+
+    /// The auth kinds that authorization decisions depend on: who a user
+    /// is and what is granted, not its tokens or bundles (a login's new
+    /// session must not invalidate every cached decision).
+    pub fn decides_access(self) -> bool {
+        matches!(
+            self,
+            Kind::User
+                | Kind::Organization
+                | Kind::Team
+                | Kind::Role
+                | Kind::Grant
+                | Kind::Collection
+        )
+    }
 }
 
 impl std::fmt::Display for Kind {

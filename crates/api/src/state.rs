@@ -113,9 +113,9 @@ pub struct State {
     auth: OrdMap<(Kind, String), Arc<Object>>,
     /// Every auth object's unique keys (`Object::unique_keys`) → its kind and id.
     unique: OrdMap<String, (Kind, String)>,
-    /// Index of the last entry that changed an auth object (at least, after
-    /// a load: the state's index), so caches of authorization decisions
-    /// know when to start over.
+    /// Index of the last entry that changed an auth object decisions depend
+    /// on (`Kind::decides_access`; at least, after a load, the state's
+    /// index), so caches of authorization decisions know when to start over.
     auth_index: u64,
 }
 
@@ -228,7 +228,8 @@ impl State {
             .filter_map(|id| self.task(id))
     }
 
-    /// Index of the last entry that changed an auth object.
+    /// Index of the last entry that changed a user, organization, team,
+    /// role, grant or collection.
     pub fn auth_index(&self) -> u64 {
         self.auth_index
     }
@@ -309,7 +310,7 @@ impl State {
             }
         }
         self.index = self.index.max(index);
-        if events.iter().any(|e| e.object().kind().is_auth()) {
+        if events.iter().any(|e| e.object().kind().decides_access()) {
             self.auth_index = self.index;
         }
         Ok(events)
@@ -1031,6 +1032,19 @@ mod tests {
         s.apply(4, &batch(vec![Op::Create(user("u2", "alice").into())]))
             .unwrap();
         assert_eq!(s.auth_by_key(&account_key("alicia")).unwrap().id(), "u1");
+        assert_eq!(s.auth_index(), 4);
+        // A new token (a login) changes no decision: the index stays.
+        let token = Token {
+            meta: Meta::new("k1"),
+            user_id: "u1".into(),
+            name: "k1".into(),
+            purpose: TokenPurpose::Session,
+            secret_sha256: "ab".into(),
+            expires_at: None,
+        };
+        s.apply(5, &batch(vec![Op::Create(token.into())])).unwrap();
+        assert_eq!(s.auth_index(), 4);
+        assert_eq!(s.auth_by_key(&token_secret_key("ab")).unwrap().id(), "k1");
     }
 
     #[test]
