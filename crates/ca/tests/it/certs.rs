@@ -260,8 +260,12 @@ fn a_certificate_never_outlives_its_root() {
 
 #[test]
 fn an_api_certificate_serves_its_names_and_is_never_a_nodes() {
-    let root = RootCa::generate("berth cluster root CA", DEFAULT_ROOT_CA_VALIDITY, SystemTime::now())
-        .unwrap();
+    let root = RootCa::generate(
+        "berth cluster root CA",
+        DEFAULT_ROOT_CA_VALIDITY,
+        SystemTime::now(),
+    )
+    .unwrap();
     let key = NodeKey::generate().unwrap();
     let names = ["localhost".to_string(), "127.0.0.7".into(), "::1".into()];
     let pem = root
