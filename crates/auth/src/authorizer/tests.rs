@@ -1,3 +1,5 @@
+//! The authorizer against a table of subjects, roles, operations and collections.
+
 use super::*;
 use crate::BUILTIN_ROLES;
 use api::auth::*;
