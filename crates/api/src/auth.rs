@@ -9,7 +9,7 @@
 //! as the SHA-256 of its random secret, a bundle as the SHA-256 of its
 //! certificate's public key.
 
-use crate::object::{Kind, Meta};
+use crate::object::Meta;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -228,95 +228,51 @@ pub struct ClientBundle {
 
 // ------------------------------------------------------------- the family
 
-/// What the state machine needs of every auth object: its meta, and the
+/// What the state machine needs of every auth object beyond its meta: the
 /// keys that must stay unique across the store.
 pub trait AuthObject {
-    fn kind() -> Kind;
-    fn meta(&self) -> &Meta;
     /// Each key is unique among all auth objects ("account:alice" is taken
     /// by a user or an organization, not both).
     fn unique_keys(&self) -> Vec<String>;
 }
 
 impl AuthObject for User {
-    fn kind() -> Kind {
-        Kind::User
-    }
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
     fn unique_keys(&self) -> Vec<String> {
         vec![account_key(&self.name)]
     }
 }
 
 impl AuthObject for Organization {
-    fn kind() -> Kind {
-        Kind::Organization
-    }
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
     fn unique_keys(&self) -> Vec<String> {
         vec![account_key(&self.name)]
     }
 }
 
 impl AuthObject for Team {
-    fn kind() -> Kind {
-        Kind::Team
-    }
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
     fn unique_keys(&self) -> Vec<String> {
         vec![team_key(&self.org_id, &self.name)]
     }
 }
 
 impl AuthObject for Collection {
-    fn kind() -> Kind {
-        Kind::Collection
-    }
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
     fn unique_keys(&self) -> Vec<String> {
         vec![collection_key(&self.path)]
     }
 }
 
 impl AuthObject for Role {
-    fn kind() -> Kind {
-        Kind::Role
-    }
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
     fn unique_keys(&self) -> Vec<String> {
         vec![role_key(&self.name)]
     }
 }
 
 impl AuthObject for Grant {
-    fn kind() -> Kind {
-        Kind::Grant
-    }
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
     fn unique_keys(&self) -> Vec<String> {
         vec![grant_key(&self.subject, &self.role, &self.collection)]
     }
 }
 
 impl AuthObject for Token {
-    fn kind() -> Kind {
-        Kind::Token
-    }
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
     fn unique_keys(&self) -> Vec<String> {
         let mut keys = vec![token_secret_key(&self.secret_sha256)];
         if self.purpose == TokenPurpose::Api {
@@ -327,12 +283,6 @@ impl AuthObject for Token {
 }
 
 impl AuthObject for ClientBundle {
-    fn kind() -> Kind {
-        Kind::ClientBundle
-    }
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
     fn unique_keys(&self) -> Vec<String> {
         vec![
             bundle_key_key(&self.public_key_sha256),

@@ -13,8 +13,10 @@ use std::sync::{Arc, Mutex};
 pub struct Authorizer {
     auth_index: u64,
     users: HashMap<String, UserEntry>,
-    /// (subject, collection path) → the union of the roles granted there.
-    grants: HashMap<(Subject, String), OpSet>,
+    /// subject → collection path → the union of the roles granted there
+    /// (nested, so a decision looks both up by reference, without building
+    /// a key per probe).
+    grants: HashMap<Subject, HashMap<String, OpSet>>,
 }
 
 #[derive(Debug)]
@@ -62,14 +64,16 @@ impl Authorizer {
                 }
             }
         }
-        let mut grants: HashMap<(Subject, String), OpSet> = HashMap::new();
+        let mut grants: HashMap<Subject, HashMap<String, OpSet>> = HashMap::new();
         for o in state.auth_objects(Kind::Grant) {
             if let Object::Grant(g) = o {
                 let ops = builtin_role(&g.role)
                     .or_else(|| roles.get(g.role.as_str()).copied())
                     .unwrap_or(OpSet::EMPTY);
                 let slot = grants
-                    .entry((g.subject.clone(), g.collection.clone()))
+                    .entry(g.subject.clone())
+                    .or_default()
+                    .entry(g.collection.clone())
                     .or_default();
                 *slot = slot.union(ops);
             }
@@ -111,20 +115,16 @@ impl Authorizer {
         if is_within(collection, SYSTEM_COLLECTION) {
             return false;
         }
-        // One key reused for every look-up: no allocation per probe but
-        // the path's.
-        let mut key = (Subject::User(String::new()), String::new());
-        for path in self_and_ancestors(collection) {
-            key.1.clear();
-            key.1.push_str(path);
-            for subject in &user.subjects {
-                key.0 = subject.clone();
-                if self.grants.get(&key).is_some_and(|ops| ops.contains(op)) {
-                    return true;
-                }
-            }
-        }
-        false
+        let granted: Vec<&HashMap<String, OpSet>> = user
+            .subjects
+            .iter()
+            .filter_map(|subject| self.grants.get(subject))
+            .collect();
+        self_and_ancestors(collection).any(|path| {
+            granted
+                .iter()
+                .any(|g| g.get(path).is_some_and(|ops| ops.contains(op)))
+        })
     }
 }
 
