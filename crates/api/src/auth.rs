@@ -326,6 +326,135 @@ pub fn bundle_label_key(user_id: &str, label: &str) -> String {
     format!("bundle-label:{user_id}/{label}")
 }
 
+// -------------------------------------------------------------- settings
+
+/// Access control's cluster-wide settings, kept in the cluster object (so
+/// every manager applies the same ones). Defaults are UCP's where it has one.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthSettings {
+    /// How long a login session lasts without being renewed (UCP: 60 min).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    #[serde(with = "crate::duration")]
+    pub session_lifetime: std::time::Duration,
+    /// The longest a session may be renewed to, counted from its login.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    #[serde(with = "crate::duration")]
+    pub session_max_lifetime: std::time::Duration,
+    /// Failed logins in a row before the account is locked.
+    pub lockout_failures: u32,
+    /// How long a locked account stays locked.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    #[serde(with = "crate::duration")]
+    pub lockout_duration: std::time::Duration,
+    pub audit_level: AuditLevel,
+    /// `None`: users are only the local ones.
+    pub ldap: Option<LdapConfig>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            session_lifetime: std::time::Duration::from_secs(3600),
+            session_max_lifetime: std::time::Duration::from_secs(24 * 3600),
+            lockout_failures: 5,
+            lockout_duration: std::time::Duration::from_secs(15 * 60),
+            audit_level: AuditLevel::Metadata,
+            ldap: None,
+        }
+    }
+}
+
+impl AuthSettings {
+    pub fn is_default(&self) -> bool {
+        *self == AuthSettings::default()
+    }
+}
+
+/// What the audit log keeps of each API call (UCP's levels).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditLevel {
+    None,
+    /// Who, method, path, object, status, time, remote address.
+    #[default]
+    Metadata,
+    /// Metadata and the request body, secrets redacted.
+    Request,
+}
+
+/// The auth worker's LDAP settings (UCP's "LDAP" admin page).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LdapConfig {
+    /// Tried in order; the first that answers is used. `ldap://` or `ldaps://`.
+    pub servers: Vec<String>,
+    /// Upgrade `ldap://` connections with StartTLS.
+    pub start_tls: bool,
+    /// Skip certificate verification of the server (testing only).
+    pub tls_skip_verify: bool,
+    /// The DN the worker binds as to search, and its password.
+    pub reader_dn: String,
+    pub reader_password: String,
+    /// Where users are searched, and the filter that selects them.
+    pub user_base_dn: String,
+    pub user_filter: String,
+    /// The attribute that becomes the berth user name (e.g. `uid`).
+    pub username_attr: String,
+    /// The attribute that becomes the full name (e.g. `cn`); may be empty.
+    pub fullname_attr: String,
+    /// Search the whole subtree under `user_base_dn`, not only one level.
+    pub subtree: bool,
+    /// Users found in LDAP but not here are created at their first login
+    /// (just in time) rather than by the sync.
+    pub jit_provisioning: bool,
+    /// How often the sync runs; zero only syncs on demand.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    #[serde(with = "crate::duration")]
+    pub sync_interval: std::time::Duration,
+    /// Group attribute naming a team's members (e.g. `member`, `uniqueMember`).
+    pub group_member_attr: String,
+}
+
+impl Default for LdapConfig {
+    fn default() -> Self {
+        LdapConfig {
+            servers: Vec::new(),
+            start_tls: false,
+            tls_skip_verify: false,
+            reader_dn: String::new(),
+            reader_password: String::new(),
+            user_base_dn: String::new(),
+            user_filter: "(objectClass=person)".into(),
+            username_attr: "uid".into(),
+            fullname_attr: "cn".into(),
+            subtree: true,
+            jit_provisioning: true,
+            sync_interval: std::time::Duration::from_secs(3600),
+            group_member_attr: "member".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for LdapConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LdapConfig")
+            .field("servers", &self.servers)
+            .field("start_tls", &self.start_tls)
+            .field("reader_dn", &self.reader_dn)
+            .field("reader_password", &"<redacted>")
+            .field("user_base_dn", &self.user_base_dn)
+            .field("user_filter", &self.user_filter)
+            .field("username_attr", &self.username_attr)
+            .field("jit_provisioning", &self.jit_provisioning)
+            .field("sync_interval", &self.sync_interval)
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -124,6 +124,9 @@ pub struct Cluster {
     /// up`). Held only in the managers' store: the API never serves it.
     #[serde(default)]
     pub security: Option<ClusterSecurity>,
+    /// Access control's settings: sessions, lockout, audit, LDAP.
+    #[serde(default, skip_serializing_if = "crate::auth::AuthSettings::is_default")]
+    pub auth: crate::auth::AuthSettings,
 }
 
 /// A certificate authority: its certificate and private key, in PEM.
@@ -282,6 +285,7 @@ impl Cluster {
             node_cert_validity: Cluster::DEFAULT_NODE_CERT_VALIDITY,
             gossip_key_rotation: Cluster::DEFAULT_GOSSIP_KEY_ROTATION,
             security: None,
+            auth: Default::default(),
         }
     }
 }
