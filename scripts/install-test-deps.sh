@@ -3,6 +3,9 @@
 # packages, and only what is missing:
 #   iptables  the partition test's firewall rules (crates/berth/tests/it/partition.rs)
 #   iproute2  ip and ss, to look at the test clusters' addresses and sockets
+#   slapd     OpenLDAP's server, which the auth worker's tests start on their
+#             own port and directory (crates/authworker/tests/it/slapd.rs)
+#   ldap-utils  ldapsearch and friends, to look into such a directory by hand
 # Idempotent: with everything present it installs nothing, and then needs no
 # root. `.ci/run` calls it before the tests.
 set -euo pipefail
@@ -12,6 +15,8 @@ needs=(
   "iptables iptables"
   "ip iproute2"
   "ss iproute2"
+  "slapd slapd"
+  "ldapsearch ldap-utils"
 )
 
 # Found in PATH or in the sbin directories a non-root PATH often lacks.
@@ -48,3 +53,10 @@ echo "install-test-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 "${as_root[@]}" apt-get update
 "${as_root[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+
+# Debian's slapd starts a system server on port 389 where services may be
+# started. The tests run slapd of their own and need none: stop the one
+# this install started (a slapd that was here before is not ours to stop).
+if [[ " ${missing[*]} " == *" slapd "* ]]; then
+  "${as_root[@]}" service slapd stop >/dev/null 2>&1 || true
+fi
