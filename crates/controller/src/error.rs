@@ -15,6 +15,16 @@ pub enum ApiError {
     },
     #[error("authentication required")]
     Unauthorized,
+    /// A credential was presented and refused; the text says why (expired,
+    /// revoked, disabled) without repeating it.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Authenticated, but no grant allows it.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many attempts (logins); retry after the given seconds.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: u64 },
     #[error("{0}")]
     NotFound(String),
     /// A name in use, or a stale version: the client re-reads and retries.
@@ -46,7 +56,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -86,6 +98,10 @@ impl From<store::StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = match &self {
+            ApiError::TooManyRequests { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
         let (message, field) = match self {
             ApiError::BadRequest { field, message } => (message, field),
             ApiError::Internal(detail) => {
@@ -95,6 +111,12 @@ impl IntoResponse for ApiError {
             other => (other.to_string(), None),
         };
         let mut resp = (status, axum::Json(ErrorBody { message, field })).into_response();
+        if let Some(secs) = retry_after {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, v);
+            }
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

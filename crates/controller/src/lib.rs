@@ -5,16 +5,21 @@
 //! never talks to the orchestrator or to agents: it validates a request, writes
 //! the change to the store in one batch, and reads the store to answer.
 
-pub mod auth;
+pub mod authn;
+pub mod bundle;
 pub mod error;
 mod handlers;
+pub mod lockout;
 pub mod openapi;
+pub mod password;
 mod router;
 pub mod tls;
 pub mod wire;
 
 pub use error::ApiError;
 pub use handlers::cluster::ca_status;
+pub use handlers::identity::{builtin_collection_ops, check_name, new_user_ops};
+pub use handlers::scope::OWNER_LABEL;
 pub use router::app;
 pub use tls::serve;
 
@@ -32,6 +37,26 @@ pub trait LogSource: Send + Sync + 'static {
     ) -> Result<Vec<api::dispatch::LogLine>, String>;
 }
 
+/// The auth worker's side of logins and syncs (ucp-auth-worker): LDAP,
+/// implemented by the node's wiring over the `authworker` crate, so that
+/// the controller does not depend on a directory client.
+#[async_trait::async_trait]
+pub trait Directory: Send + Sync + 'static {
+    /// Checks `password` for `name` against the directory; the user (made
+    /// just in time if the settings say so) when it is right, `None` when
+    /// it is wrong or the name is unknown there.
+    async fn login(
+        &self,
+        store: &store::Store,
+        name: &str,
+        password: &str,
+    ) -> Result<Option<api::auth::User>, ApiError>;
+    /// Runs a sync now; its report as JSON.
+    async fn sync(&self, dry_run: bool) -> Result<serde_json::Value, ApiError>;
+    /// The last sync's outcome as JSON.
+    fn status(&self) -> serde_json::Value;
+}
+
 /// Everything a request handler may use.
 #[derive(Clone)]
 pub struct AppState {
@@ -39,4 +64,32 @@ pub struct AppState {
     pub logs: Arc<dyn LogSource>,
     /// The admin credential, as the SHA-256 of the token (the token itself is never kept).
     pub admin_token_sha256: [u8; 32],
+    /// Decisions of the latest auth state, rebuilt when it changes.
+    pub authz: Arc<auth::AuthorizerCache>,
+    pub hasher: password::Hasher,
+    pub lockout: Arc<lockout::Lockout>,
+    /// LDAP, where the node runs an auth worker.
+    pub ldap: Option<Arc<dyn Directory>>,
+    /// Where this manager's API is reached (`host:port`), for the bundles
+    /// it makes.
+    pub api_host: String,
+}
+
+impl AppState {
+    pub fn new(
+        store: store::Store,
+        logs: Arc<dyn LogSource>,
+        admin_token_sha256: [u8; 32],
+    ) -> AppState {
+        AppState {
+            store,
+            logs,
+            admin_token_sha256,
+            authz: Default::default(),
+            hasher: Default::default(),
+            lockout: Default::default(),
+            ldap: None,
+            api_host: String::new(),
+        }
+    }
 }

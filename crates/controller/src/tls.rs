@@ -17,11 +17,14 @@ pub enum TlsError {
     Invalid(String),
 }
 
-/// The API's certificate chain and key, PEM-encoded.
+/// The API's certificate chain and key, PEM-encoded, and the client root
+/// CA whose certificates (users' bundles) the API accepts.
 #[derive(Clone, Debug)]
 pub struct TlsFiles {
     pub cert_pem: String,
     pub key_pem: String,
+    /// `None`: no client certificates are asked for.
+    pub client_ca_pem: Option<String>,
 }
 
 /// Writes a file readable by its owner only, atomically.
@@ -48,10 +51,33 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
     let key = PrivateKeyDer::from_pem_slice(files.key_pem.as_bytes())
         .map_err(|e| TlsError::Invalid(e.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Invalid(e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| TlsError::Invalid(e.to_string()))?;
+    let builder = match &files.client_ca_pem {
+        // A certificate is optional (most callers bring a bearer token);
+        // one that is presented must chain to the client root CA, and the
+        // API then maps it to its bundle (crate::authn).
+        Some(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                let c = c.map_err(|e| TlsError::Invalid(format!("client root CA: {e}")))?;
+                roots
+                    .add(c)
+                    .map_err(|e| TlsError::Invalid(format!("client root CA: {e}")))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| TlsError::Invalid(format!("client root CA: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Invalid(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -90,7 +116,23 @@ pub async fn serve(
                     return;
                 }
             };
+            let peer = crate::authn::Peer {
+                remote: Some(remote),
+                client_cert: stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| Arc::new(c.as_ref().to_vec())),
+            };
             let io = hyper_util::rt::TokioIo::new(stream);
+            let app = tower::ServiceExt::map_request(
+                app,
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(peer.clone());
+                    req
+                },
+            );
             let service = hyper_util::service::TowerToHyperService::new(app);
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(io, service)

@@ -148,3 +148,248 @@ pub struct RotateJoinToken {
     /// "worker" or "manager".
     pub role: String,
 }
+
+// ------------------------------------------------------------ access control
+
+/// `POST /api/v1/auth/login`.
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A new session or API token: the secret is shown this once.
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NewToken {
+    pub id: String,
+    pub name: String,
+    pub token: String,
+    #[serde(default)]
+    pub expires_at: Option<api::Timestamp>,
+    pub user: UserView,
+}
+
+impl std::fmt::Debug for NewToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewToken")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A user as the API shows it (never its password hash).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UserView {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub full_name: String,
+    pub admin: bool,
+    pub disabled: bool,
+    /// `local` or `ldap`.
+    pub source: String,
+    #[serde(default)]
+    pub ldap_dn: Option<String>,
+    #[serde(default)]
+    pub locked_until: Option<api::Timestamp>,
+    pub created_at: api::Timestamp,
+    /// "org/team" names.
+    #[serde(default)]
+    pub teams: Vec<String>,
+}
+
+/// `POST /api/v1/users`.
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub name: String,
+    #[serde(default)]
+    pub full_name: String,
+    /// Absent: the user can sign in only through LDAP or a bundle made by an admin.
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub admin: bool,
+}
+
+impl std::fmt::Debug for CreateUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateUser")
+            .field("name", &self.name)
+            .field("admin", &self.admin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `POST /api/v1/users/{name}/update`: only the fields given change.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    #[serde(default)]
+    pub full_name: Option<String>,
+    #[serde(default)]
+    pub admin: Option<bool>,
+    #[serde(default)]
+    pub disabled: Option<bool>,
+    /// `true` lifts a lockout.
+    #[serde(default)]
+    pub unlock: bool,
+}
+
+/// `POST /api/v1/users/{name}/password`. A user changing its own password
+/// gives the old one; an admin resetting another's does not.
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetPassword {
+    pub password: String,
+    #[serde(default)]
+    pub old_password: Option<String>,
+}
+
+impl std::fmt::Debug for SetPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SetPassword { .. }")
+    }
+}
+
+/// `POST /api/v1/orgs`, `POST /api/v1/collections`, `POST /api/v1/teams/{org}`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateNamed {
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OrgView {
+    pub id: String,
+    pub name: String,
+    pub teams: Vec<String>,
+}
+
+/// `POST /api/v1/teams/{org}`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTeam {
+    pub name: String,
+    /// The LDAP group the sync takes this team's members from.
+    #[serde(default)]
+    pub ldap_group_dn: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TeamView {
+    pub id: String,
+    pub org: String,
+    pub name: String,
+    /// User names.
+    pub members: Vec<String>,
+    #[serde(default)]
+    pub ldap_group_dn: Option<String>,
+}
+
+/// `POST /api/v1/teams/{org}/{team}/members`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TeamMember {
+    pub user: String,
+}
+
+/// `POST /api/v1/collections`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCollection {
+    pub path: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CollectionView {
+    pub id: String,
+    pub path: String,
+    /// Made by berth (`/`, `/System`, `/Shared`, private collections); never removed by hand.
+    pub builtin: bool,
+}
+
+/// `POST /api/v1/roles`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRole {
+    pub name: String,
+    /// Operation names, `resource.action` (see `GET /api/v1/roles/operations`).
+    pub operations: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RoleView {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub name: String,
+    pub builtin: bool,
+    pub operations: Vec<String>,
+}
+
+/// Who a grant is for, by name: a user `alice`, a team `eng/web`, an organization `eng`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectKind {
+    User,
+    Team,
+    Org,
+}
+
+/// `POST /api/v1/grants`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGrant {
+    pub subject_kind: SubjectKind,
+    pub subject: String,
+    pub role: String,
+    pub collection: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GrantView {
+    pub id: String,
+    pub subject_kind: SubjectKind,
+    pub subject: String,
+    pub role: String,
+    pub collection: String,
+}
+
+/// `POST /api/v1/tokens`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub name: String,
+    /// A duration such as `30d` or `12h`; absent: never expires.
+    #[serde(default)]
+    pub expires_in: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TokenView {
+    pub id: String,
+    pub name: String,
+    pub user: String,
+    pub created_at: api::Timestamp,
+    #[serde(default)]
+    pub expires_at: Option<api::Timestamp>,
+}
+
+/// `GET /api/v1/auth/whoami`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WhoAmI {
+    pub user: UserView,
+    /// `session`, `api_token`, `bundle` or `admin_token`.
+    pub credential: String,
+}

@@ -71,6 +71,8 @@ pub struct InitArgs {
     /// Raft group, keeping all the cluster's state (after losing quorum).
     #[arg(long)]
     pub force_new_cluster: bool,
+    #[command(flatten)]
+    pub admin: super::flags::AdminPassword,
 }
 
 #[derive(Args, Debug)]
@@ -107,7 +109,8 @@ pub async fn init(args: InitArgs, log: &str) -> anyhow::Result<ExitCode> {
     let membership = Membership::Init {
         force_new_cluster: args.force_new_cluster,
     };
-    run_node(args.node, membership).await
+    let admin_password = args.admin.read()?;
+    run_node(args.node, membership, admin_password).await
 }
 
 pub async fn join(args: JoinArgs, log: &str) -> anyhow::Result<ExitCode> {
@@ -121,10 +124,14 @@ pub async fn join(args: JoinArgs, log: &str) -> anyhow::Result<ExitCode> {
         token: args.token,
         manager,
     };
-    run_node(args.node, membership).await
+    run_node(args.node, membership, None).await
 }
 
-async fn run_node(flags: NodeFlags, membership: Membership) -> anyhow::Result<ExitCode> {
+async fn run_node(
+    flags: NodeFlags,
+    membership: Membership,
+    admin_password: Option<String>,
+) -> anyhow::Result<ExitCode> {
     let data_dir = flags
         .data_dir
         .clone()
@@ -141,6 +148,7 @@ async fn run_node(flags: NodeFlags, membership: Membership) -> anyhow::Result<Ex
             args: vec!["shim".into()],
         },
         credentials_file: Some(credentials_file.clone()),
+        admin_password: admin_password.clone(),
         membership,
     })
     .await?;
@@ -163,6 +171,9 @@ async fn run_node(flags: NodeFlags, membership: Membership) -> anyhow::Result<Ex
         lines.push(
             "Add nodes with the command `berth join-token worker` (or manager) prints.".into(),
         );
+    }
+    if let Some(p) = node.initial_admin_password() {
+        lines.push(super::flags::AdminPassword::announce(p));
     }
     lines.push("Press Ctrl-C to stop this node (its tasks are stopped).".into());
     super::say_out(&lines.join("\n"));

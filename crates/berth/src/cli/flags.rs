@@ -1,4 +1,39 @@
-//! Parsers for flag values: `KEY=VALUE`, sizes ("512MiB", "1g"), CPU counts ("0.5").
+//! Parsers for flag values: `KEY=VALUE`, sizes ("512MiB", "1g"), CPU counts
+//! ("0.5"); and the flags shared by commands that found a cluster.
+
+/// Where the first admin's password comes from when a node founds a
+/// cluster (`up`, `init`): a file or the environment, never a flag's value
+/// (which `ps` would show); without either, a random one is printed once.
+#[derive(clap::Args, Debug, Default)]
+pub struct AdminPassword {
+    /// Read the password of the first admin user (`admin`) from this file
+    /// (its first line) [default: $BERTH_ADMIN_PASSWORD, else a random one, printed once].
+    #[arg(long, value_name = "FILE")]
+    pub admin_password_file: Option<std::path::PathBuf>,
+}
+
+impl AdminPassword {
+    pub fn read(&self) -> anyhow::Result<Option<String>> {
+        use anyhow::Context;
+        if let Some(f) = &self.admin_password_file {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("reading the admin password from {}", f.display()))?;
+            let line = text.lines().next().unwrap_or_default().to_string();
+            return Ok(Some(line));
+        }
+        Ok(std::env::var("BERTH_ADMIN_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty()))
+    }
+
+    /// The lines that show a password made at random, once.
+    pub fn announce(password: &str) -> String {
+        format!(
+            "  admin user:   admin, password {password}\n                \
+             (shown this once: log in with `berth login --username admin`, then change it with `berth user passwd`)"
+        )
+    }
+}
 
 /// `KEY=VALUE` (a value may be empty; the key may not).
 pub fn key_value(s: &str) -> Result<(String, String), String> {

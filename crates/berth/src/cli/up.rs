@@ -26,6 +26,8 @@ pub struct UpArgs {
     /// With --managers: this many workers too, on 127.0.0.21, .22, …
     #[arg(long, requires = "managers")]
     pub workers: Option<u8>,
+    #[command(flatten)]
+    pub admin: super::flags::AdminPassword,
 }
 
 pub(crate) fn init_logging(log: &str) -> anyhow::Result<()> {
@@ -53,6 +55,7 @@ pub async fn run(args: UpArgs, log: &str) -> anyhow::Result<ExitCode> {
         .await;
     }
     init_logging(log)?;
+    let admin_password = args.admin.read()?;
     let credentials_file = crate::paths::credentials_file();
     let program =
         std::env::current_exe().context("finding the berth binary (to supervise tasks)")?;
@@ -65,6 +68,7 @@ pub async fn run(args: UpArgs, log: &str) -> anyhow::Result<ExitCode> {
             args: vec!["shim".into()],
         },
         credentials_file: Some(credentials_file.clone()),
+        admin_password: admin_password.clone(),
         membership: Membership::Up,
     })
     .await?;
@@ -84,6 +88,9 @@ pub async fn run(args: UpArgs, log: &str) -> anyhow::Result<ExitCode> {
         data_dir.display(),
         credentials_file.display()
     ));
+    if let Some(p) = node.initial_admin_password() {
+        say_out(&super::flags::AdminPassword::announce(p));
+    }
 
     run_until_stopped(node).await
 }

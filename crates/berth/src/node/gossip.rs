@@ -336,6 +336,7 @@ mod tests {
                 args: vec!["shim".into()],
             },
             credentials_file: None,
+            admin_password: None,
             membership,
         }
     }

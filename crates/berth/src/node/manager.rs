@@ -20,6 +20,8 @@ pub(super) struct ManagerParts {
     manager: manager::Manager,
     pub(super) api_addr: SocketAddr,
     pub(super) credentials: Option<Credentials>,
+    /// The `admin` user's password when this manager just made it at random.
+    pub(super) initial_admin_password: Option<String>,
     /// The cluster RPC server's TLS configuration; a renewed certificate or
     /// a new set of trusted roots replaces it for the next connections.
     server_tls: watch::Sender<Arc<rustls::ServerConfig>>,
@@ -205,6 +207,7 @@ pub(super) async fn start_manager(
         manager,
         api_addr: cfg.addrs.api,
         credentials: None,
+        initial_admin_password: None,
         server_tls,
         admit,
         stops: vec![rpc_stop],
@@ -354,6 +357,10 @@ impl ManagerParts {
                 .unwrap_or_default(),
         )
         .await?;
+        if founder {
+            self.initial_admin_password =
+                ensure_admin_user(&store, cfg.admin_password.as_deref()).await?;
+        }
         let admin_hash = store
             .view(|s| {
                 s.cluster()
@@ -369,11 +376,12 @@ impl ManagerParts {
         }
         self.credentials = credentials;
 
-        let state = controller::AppState {
-            store: store.clone(),
-            logs: Arc::new(DriverLogs(driver)),
+        let mut state = controller::AppState::new(
+            store.clone(),
+            Arc::new(DriverLogs(driver)),
             admin_token_sha256,
-        };
+        );
+        state.api_host = api_adv.to_string();
         let (api_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let api_task = tokio::spawn(controller::serve(
             listener,
@@ -452,6 +460,7 @@ impl ApiCert {
         Ok(controller::tls::TlsFiles {
             cert_pem,
             key_pem: key.key_pem(),
+            client_ca_pem: Some(sec.client_ca.cert_pem.clone()),
         })
     }
 
@@ -532,6 +541,72 @@ async fn record_manager_status(store: store::Store, node_id: String, status: api
     tracing::warn!("could not record this manager's addresses in its node record");
 }
 
+/// Makes the first admin user, `admin`, with `password` or a random one
+/// (returned, to be shown once), unless it exists; with it the collections
+/// every cluster has. Retried while the new cluster elects its leader.
+async fn ensure_admin_user(
+    store: &store::Store,
+    password: Option<&str>,
+) -> anyhow::Result<Option<String>> {
+    let exists = |s: &api::State| {
+        s.auth_by_key(&api::auth::account_key(controller::authn::ADMIN_USER))
+            .is_some()
+    };
+    if store.view(exists) {
+        let ops = store.view(controller::builtin_collection_ops);
+        if !ops.is_empty() {
+            store
+                .update(ops)
+                .await
+                .context("creating the built-in collections")?;
+        }
+        return Ok(None);
+    }
+    let (password, made) = match password {
+        Some(p) => {
+            controller::password::check_policy(p)
+                .map_err(|m| anyhow::anyhow!("the admin password is refused: {m}"))?;
+            (p.to_string(), None)
+        }
+        None => {
+            use rand::Rng;
+            const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+            let mut rng = rand::thread_rng();
+            let p: String = (0..20)
+                .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+                .collect();
+            (p.clone(), Some(p))
+        }
+    };
+    let hash = controller::password::hash(&password).map_err(|e| anyhow::anyhow!(e))?;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        if store.view(exists) {
+            return Ok(None);
+        }
+        let user = api::auth::User {
+            meta: api::Meta::new(api::new_id()),
+            name: controller::authn::ADMIN_USER.into(),
+            full_name: "Administrator".into(),
+            admin: true,
+            disabled: false,
+            password_hash: Some(hash.clone()),
+            source: Default::default(),
+            locked_until: None,
+        };
+        let ops = store.view(|s| controller::new_user_ops(s, user));
+        match store.update(ops).await {
+            Ok(_) => return Ok(made),
+            Err(e) if attempts < 20 => {
+                tracing::debug!(error = %e, "creating the admin user; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e).context("creating the admin user"),
+        }
+    }
+}
+
 /// The admin credential. The store keeps only the token's hash, shared by
 /// every manager. The manager that founded the cluster (or resumes it) keeps
 /// the token in the credentials file when it matches the hash, and otherwise
@@ -555,7 +630,7 @@ async fn admin_credentials(
         .unwrap_or_default();
     let existing = file.and_then(|f| Credentials::load(f).ok());
     let matches = |c: &Credentials| {
-        !known.is_empty() && hex::encode(controller::auth::token_hash(&c.token)) == known
+        !known.is_empty() && hex::encode(controller::authn::token_hash(&c.token)) == known
     };
     match existing {
         Some(mut creds) if matches(&creds) => {
@@ -579,7 +654,7 @@ async fn admin_credentials(
         }
         _ if founder => {
             let token = format!("berth-admin-{}", hex::encode(rand::random::<[u8; 32]>()));
-            let hash = hex::encode(controller::auth::token_hash(&token));
+            let hash = hex::encode(controller::authn::token_hash(&token));
             let mut attempts = 0;
             loop {
                 attempts += 1;

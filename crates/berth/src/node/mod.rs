@@ -99,6 +99,10 @@ pub struct NodeConfig {
     /// Where to write the admin credential for the CLI; none: keep it in memory only.
     pub credentials_file: Option<PathBuf>,
     pub membership: Membership,
+    /// The password of the first admin user (`admin`), made when a cluster
+    /// is founded; `None` makes a random one, shown once
+    /// ([`Node::initial_admin_password`]).
+    pub admin_password: Option<String>,
 }
 
 pub struct Node {
@@ -108,6 +112,7 @@ pub struct Node {
     agent: agent::Agent,
     follower: tokio::task::JoinHandle<()>,
     credentials: Option<Credentials>,
+    initial_admin_password: Option<String>,
     /// Requests from `berth leave` on this machine, through the control socket.
     leave_requests: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<ipc::LeaveRequest>>,
     _control: AbortOnDrop,
@@ -285,6 +290,7 @@ impl Node {
             }
         };
         let mut credentials = None;
+        let mut initial_admin_password = None;
         if let Some(m) = manager.as_mut() {
             if let Err(e) = shared.serve_api(m, &identity, rpc_adv).await {
                 let _ = agent.shutdown().await;
@@ -294,6 +300,7 @@ impl Node {
                 return Err(e);
             }
             credentials = m.credentials.clone();
+            initial_admin_password = m.initial_admin_password.take();
         }
         if let Some(m) = manager {
             shared.set_manager_view(&m, rpc_adv);
@@ -315,6 +322,7 @@ impl Node {
             agent,
             follower,
             credentials,
+            initial_admin_password,
             leave_requests: tokio::sync::Mutex::new(leave_rx),
             _control: AbortOnDrop(control),
             _lock: lock,
@@ -329,6 +337,12 @@ impl Node {
     /// once the manager parts run, a demotion once they stopped.
     pub fn role(&self) -> tokio::sync::watch::Receiver<Role> {
         self.shared.role.subscribe()
+    }
+
+    /// The password made for the `admin` user when this node founded the
+    /// cluster without being given one: shown once, never stored.
+    pub fn initial_admin_password(&self) -> Option<&str> {
+        self.initial_admin_password.as_deref()
     }
 
     /// The admin credential for the CLI, on the manager that founded the

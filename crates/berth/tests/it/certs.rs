@@ -28,6 +28,7 @@ async fn join_worker(manager: &TestNode, dir: &std::path::Path) -> Node {
             args: vec!["shim".into()],
         },
         credentials_file: None,
+        admin_password: None,
         membership: Membership::Join {
             token,
             manager: manager.node.rpc_addr().to_string(),

@@ -86,6 +86,7 @@ impl TestNode {
                 args: vec!["shim".into()],
             },
             credentials_file: Some(dir.path().join("config/credentials.json")),
+            admin_password: None,
             membership: Membership::Up,
         })
         .await

@@ -314,3 +314,134 @@ pub async fn update(
         Err(e) => Err(e.into()),
     }
 }
+
+/// `GET /ca` (no credential, as UCP's): the cluster root CA's certificate(s)
+/// in PEM, which every manager's API certificate chains to. A client pins
+/// it on first contact after comparing its fingerprint
+/// (`berth ca fingerprint`) with the one the admin shared.
+pub async fn trust_pem(State(app): State<AppState>) -> Result<String, ApiError> {
+    app.store
+        .view(|s| {
+            s.cluster()
+                .and_then(|c| c.security.as_ref())
+                .map(|sec| sec.trust_pem())
+        })
+        .ok_or_else(|| {
+            ApiError::Unavailable("this manager has not caught up with the cluster yet".into())
+        })
+}
+
+/// `GET /api/v1/auth/settings` (admins): sessions, lockout, audit and LDAP,
+/// with the LDAP reader's password hidden.
+pub async fn auth_settings(
+    State(app): State<AppState>,
+) -> Result<Json<api::auth::AuthSettings>, ApiError> {
+    let mut settings = app
+        .store
+        .view(|s| s.cluster().map(|c| c.auth.clone()))
+        .ok_or_else(|| ApiError::Unavailable("the store holds no cluster".into()))?;
+    if let Some(l) = settings.ldap.as_mut() {
+        if !l.reader_password.is_empty() {
+            l.reader_password = REDACTED.into();
+        }
+    }
+    Ok(Json(settings))
+}
+
+/// What a hidden secret reads as; sent back unchanged, it keeps the stored one.
+pub const REDACTED: &str = "<redacted>";
+
+/// `POST /api/v1/auth/settings` (admins): replaces the settings whole. An
+/// LDAP reader password of `<redacted>` keeps the stored one.
+pub async fn set_auth_settings(
+    State(app): State<AppState>,
+    body: Bytes,
+) -> Result<Json<api::auth::AuthSettings>, ApiError> {
+    let mut req: api::auth::AuthSettings = parse_json(&body)?;
+    if req.session_lifetime < Duration::from_secs(60) {
+        return Err(ApiError::bad(
+            "session_lifetime",
+            "a session must last at least a minute",
+        ));
+    }
+    if req.session_max_lifetime < req.session_lifetime {
+        return Err(ApiError::bad(
+            "session_max_lifetime",
+            "the maximum lifetime must be at least the session lifetime",
+        ));
+    }
+    if let Some(l) = &req.ldap {
+        if l.servers.is_empty() {
+            return Err(ApiError::bad(
+                "ldap.servers",
+                "name at least one LDAP server (ldap://host:389)",
+            ));
+        }
+        for (i, url) in l.servers.iter().enumerate() {
+            if !(url.starts_with("ldap://") || url.starts_with("ldaps://")) {
+                return Err(ApiError::bad(
+                    format!("ldap.servers[{i}]"),
+                    format!("{url:?} is not an LDAP URL (ldap://host:port or ldaps://host:port)"),
+                ));
+            }
+        }
+        if l.user_base_dn.trim().is_empty() {
+            return Err(ApiError::bad(
+                "ldap.user_base_dn",
+                "name where users are searched",
+            ));
+        }
+        if l.username_attr.trim().is_empty() {
+            return Err(ApiError::bad(
+                "ldap.username_attr",
+                "name the attribute that holds user names",
+            ));
+        }
+    }
+    for _ in 0..5 {
+        let Some(mut cluster) = app.store.view(|s| s.cluster().cloned()) else {
+            return Err(ApiError::Unavailable("the store holds no cluster".into()));
+        };
+        if let (Some(new), Some(old)) = (req.ldap.as_mut(), cluster.auth.ldap.as_ref()) {
+            if new.reader_password == REDACTED {
+                new.reader_password = old.reader_password.clone();
+            }
+        }
+        cluster.auth = req.clone();
+        match app.store.update(vec![Op::Update(cluster.into())]).await {
+            Ok(_) => return auth_settings(State(app)).await,
+            Err(store::StoreError::Apply(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::Conflict(
+        "the cluster keeps changing; try again".into(),
+    ))
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct SyncQuery {
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+fn directory(app: &AppState) -> Result<&std::sync::Arc<dyn crate::Directory>, ApiError> {
+    app.ldap.as_ref().ok_or_else(|| {
+        ApiError::Unavailable(
+            "this manager runs no auth worker (LDAP is not available here)".into(),
+        )
+    })
+}
+
+/// `POST /api/v1/auth/ldap/sync[?dry_run=true]` (admins).
+pub async fn ldap_sync(
+    State(app): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<SyncQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    directory(&app)?.sync(q.dry_run).await.map(Json)
+}
+
+/// `GET /api/v1/auth/ldap/status` (admins).
+pub async fn ldap_status(State(app): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(directory(&app)?.status()))
+}

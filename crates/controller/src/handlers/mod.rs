@@ -1,9 +1,13 @@
 //! Request handlers, one file per resource, mirroring the URLs.
 
+pub mod access;
 pub mod cluster;
+pub mod identity;
 pub mod info;
 pub mod nodes;
+pub mod scope;
 pub mod services;
+pub mod session;
 pub mod tasks;
 
 use crate::error::ApiError;

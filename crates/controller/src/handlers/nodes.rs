@@ -1,18 +1,29 @@
 //! `/api/v1/nodes`: the nodes of the cluster.
 
 use super::parse_json;
+use crate::authn::Caller;
 use crate::wire::{Created, UpdateNode};
 use crate::{error::ApiError, AppState};
 use api::{Node, NodeRole, NodeState, Op};
+use auth::Operation;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 
 #[utoipa::path(get, path = "/api/v1/nodes", responses((status = 200, body = Vec<api::Node>)), security(("bearer" = [])))]
-pub async fn list(State(app): State<AppState>) -> Json<Vec<Node>> {
-    let mut nodes: Vec<Node> = app.store.view(|s| s.nodes().cloned().collect());
+pub async fn list(
+    State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Json<Vec<Node>> {
+    let view = Operation::named("node.view");
+    let mut nodes: Vec<Node> = app.store.view(|s| {
+        s.nodes()
+            .filter(|n| caller.may(view, super::scope::node_collection(n)))
+            .cloned()
+            .collect()
+    });
     let members = app.store.members();
     for n in &mut nodes {
         with_manager_status(n, &members);
@@ -47,9 +58,14 @@ fn with_manager_status(n: &mut Node, members: &[store::ManagerInfo]) {
     responses((status = 200, body = api::Node), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn inspect(
     State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(key): Path<String>,
 ) -> Result<Json<Node>, ApiError> {
     let mut node = app.store.view(|s| resolve(s, &key).cloned())?;
+    caller.require(
+        Operation::named("node.view"),
+        super::scope::node_collection(&node),
+    )?;
     with_manager_status(&mut node, &app.store.members());
     Ok(Json(node))
 }
@@ -60,11 +76,20 @@ pub async fn inspect(
         (status = 409, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn update(
     State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(key): Path<String>,
     body: Bytes,
 ) -> Result<Json<Created>, ApiError> {
-    let req: UpdateNode = parse_json(&body)?;
+    let mut req: UpdateNode = parse_json(&body)?;
     api::validate::node_spec(&req.spec)?;
+    if let Some(c) = req.spec.labels.get_mut(api::auth::COLLECTION_LABEL) {
+        *c = auth::collection::normalize(c).map_err(|e| {
+            ApiError::bad(
+                format!("spec.labels.{}", api::auth::COLLECTION_LABEL),
+                e.to_string(),
+            )
+        })?;
+    }
     let (mut node, managers) = app.store.view(|s| {
         let managers = s
             .nodes()
@@ -77,6 +102,25 @@ pub async fn update(
             "node {} was changed since version {} (it is at {}): read it again and retry",
             node.description.hostname, req.version, node.meta.version
         )));
+    }
+    let from = super::scope::node_collection(&node).to_string();
+    caller.require(Operation::named("node.update"), &from)?;
+    if req.spec.role != node.spec.role {
+        caller.require_admin("promote or demote a node")?;
+    }
+    let mut moved = node.clone();
+    moved.spec = req.spec.clone();
+    let to = super::scope::node_collection(&moved).to_string();
+    if to != from {
+        if app
+            .store
+            .view(|s| s.auth_by_key(&api::auth::collection_key(&to)).is_none())
+        {
+            return Err(ApiError::NotFound(format!(
+                "collection {to} does not exist"
+            )));
+        }
+        caller.require(Operation::named("node.update"), &to)?;
     }
     if node.spec.role == NodeRole::Manager && req.spec.role == NodeRole::Worker && managers == 1 {
         return Err(ApiError::bad(
@@ -111,10 +155,15 @@ pub struct RemoveQuery {
     responses((status = 204), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn remove(
     State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(key): Path<String>,
     Query(q): Query<RemoveQuery>,
 ) -> Result<StatusCode, ApiError> {
     let node = app.store.view(|s| resolve(s, &key).cloned())?;
+    caller.require(
+        Operation::named("node.delete"),
+        super::scope::node_collection(&node),
+    )?;
     let name = &node.description.hostname;
     // As Docker: a manager leaves the Raft group by a demotion first, and a
     // live node is only removed on purpose.

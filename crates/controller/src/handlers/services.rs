@@ -2,14 +2,93 @@
 //! and read their tasks' output.
 
 use super::parse_json;
+use crate::authn::Caller;
 use crate::wire::{Created, Rollback, ServiceStatus, ServiceWithStatus, UpdateService};
 use crate::{error::ApiError, AppState};
+use api::auth::COLLECTION_LABEL;
 use api::{Op, Service, ServiceMode, ServiceSpec, TaskState, UpdateState, UpdateStatus};
+use auth::Operation;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
+
+/// Decides where a service being created or updated lives, and whether the
+/// caller may put it there: its collection comes from its label (kept from
+/// the previous spec when the update drops it; a new service's default is
+/// the caller's private collection), must exist, and the caller needs
+/// `create` there (or `update` where it stays). The owner label is written
+/// by the API alone. A task that runs on the host unconfined (every `exec`
+/// task) also takes `service.privileged`.
+fn place(
+    s: &api::State,
+    caller: &Caller,
+    spec: &mut ServiceSpec,
+    previous: Option<&ServiceSpec>,
+) -> Result<Vec<Op>, ApiError> {
+    let prev_collection = previous.and_then(|p| p.labels.get(COLLECTION_LABEL).cloned());
+    let wanted = match spec.labels.get(COLLECTION_LABEL) {
+        Some(c) => auth::collection::normalize(c)
+            .map_err(|e| ApiError::bad(format!("labels.{COLLECTION_LABEL}"), e.to_string()))?,
+        None => match &prev_collection {
+            Some(c) => c.clone(),
+            None if previous.is_some() => api::auth::ROOT_COLLECTION.to_string(),
+            None => api::auth::private_collection(&caller.name),
+        },
+    };
+    let mut ops = Vec::new();
+    let private = api::auth::private_collection(&caller.name);
+    if s.auth_by_key(&api::auth::collection_key(&wanted)).is_none() && wanted == private {
+        // The caller's own collection is made on first use (a user made
+        // before it, or the admin token of a cluster without users).
+        ops = super::identity::builtin_collection_ops(s);
+        ops.push(Op::Create(
+            api::auth::Collection {
+                meta: api::Meta::new(api::new_id()),
+                path: private,
+            }
+            .into(),
+        ));
+    } else if s.auth_by_key(&api::auth::collection_key(&wanted)).is_none() {
+        return Err(ApiError::NotFound(format!(
+            "collection {wanted} does not exist (create it with `berth collection create {wanted}`)"
+        )));
+    }
+    match previous {
+        None => caller.require(Operation::named("service.create"), &wanted)?,
+        Some(p) => {
+            let from = super::scope::service_collection_of(p);
+            caller.require(Operation::named("service.update"), from)?;
+            if from != wanted {
+                caller.require(Operation::named("service.create"), &wanted)?;
+            }
+        }
+    }
+    if spec.task_template.runtime == api::Runtime::Exec {
+        caller.require(Operation::named("service.privileged"), &wanted).map_err(|_| {
+            ApiError::Forbidden(format!(
+                "{} may not run exec tasks in {wanted}: they run unconfined on the host, which takes service.privileged (Full Control), not Restricted Control",
+                caller.name
+            ))
+        })?;
+    }
+    spec.labels.insert(COLLECTION_LABEL.into(), wanted);
+    let owner = match previous {
+        Some(p) => p.labels.get(super::scope::OWNER_LABEL).cloned(),
+        None => Some(caller.name.clone()),
+    };
+    match owner {
+        Some(o) => spec.labels.insert(super::scope::OWNER_LABEL.into(), o),
+        None => spec.labels.remove(super::scope::OWNER_LABEL),
+    };
+    Ok(ops)
+}
+
+/// A 403 unless the caller may `op` on the service.
+fn require_on(caller: &Caller, svc: &Service, op: &'static str) -> Result<(), ApiError> {
+    caller.require(Operation::named(op), super::scope::service_collection(svc))
+}
 
 /// Finds a service by id, name, or a unique id prefix (as the docker CLI does).
 pub(crate) fn resolve<'a>(s: &'a api::State, key: &str) -> Result<&'a Service, ApiError> {
@@ -47,9 +126,14 @@ pub(crate) fn status_of(s: &api::State, svc: &Service) -> ServiceStatus {
 }
 
 #[utoipa::path(get, path = "/api/v1/services", responses((status = 200, body = Vec<ServiceWithStatus>)), security(("bearer" = [])))]
-pub async fn list(State(app): State<AppState>) -> Json<Vec<ServiceWithStatus>> {
+pub async fn list(
+    State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Json<Vec<ServiceWithStatus>> {
+    let view = Operation::named("service.view");
     Json(app.store.view(|s| {
         s.services()
+            .filter(|svc| caller.may(view, super::scope::service_collection(svc)))
             .map(|svc| ServiceWithStatus {
                 service_status: status_of(s, svc),
                 service: svc.clone(),
@@ -62,10 +146,12 @@ pub async fn list(State(app): State<AppState>) -> Json<Vec<ServiceWithStatus>> {
     responses((status = 200, body = ServiceWithStatus), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn inspect(
     State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(key): Path<String>,
 ) -> Result<Json<ServiceWithStatus>, ApiError> {
     app.store.view(|s| {
         let svc = resolve(s, &key)?;
+        require_on(&caller, svc, "service.view")?;
         Ok(Json(ServiceWithStatus {
             service_status: status_of(s, svc),
             service: svc.clone(),
@@ -78,13 +164,16 @@ pub async fn inspect(
         (status = 503, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn create(
     State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
-    let spec: ServiceSpec = parse_json(&body)?;
+    let mut spec: ServiceSpec = parse_json(&body)?;
     api::validate::service_spec(&spec)?;
+    let mut ops = app.store.view(|s| place(s, &caller, &mut spec, None))?;
     let id = api::new_id();
     let service = Service::new(&id, spec);
-    let change = app.store.update(vec![Op::Create(service.into())]).await?;
+    ops.push(Op::Create(service.into()));
+    let change = app.store.update(ops).await?;
     Ok((
         StatusCode::CREATED,
         Json(Created {
@@ -100,12 +189,17 @@ pub async fn create(
         (status = 409, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn update(
     State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(key): Path<String>,
     body: Bytes,
 ) -> Result<Json<Created>, ApiError> {
-    let req: UpdateService = parse_json(&body)?;
+    let mut req: UpdateService = parse_json(&body)?;
     api::validate::service_spec(&req.spec)?;
-    let mut svc = app.store.view(|s| resolve(s, &key).cloned())?;
+    let (mut svc, mut ops) = app.store.view(|s| {
+        let svc = resolve(s, &key)?;
+        let ops = place(s, &caller, &mut req.spec, Some(&svc.spec))?;
+        Ok::<_, ApiError>((svc.clone(), ops))
+    })?;
     if req.spec.name != svc.spec.name {
         return Err(ApiError::bad("spec.name", "a service cannot be renamed"));
     }
@@ -132,7 +226,8 @@ pub async fn update(
         svc.update_status = None;
     }
     let id = svc.meta.id.clone();
-    let change = app.store.update(vec![Op::Update(svc.into())]).await?;
+    ops.push(Op::Update(svc.into()));
+    let change = app.store.update(ops).await?;
     Ok(Json(Created {
         id,
         version: change.index,
@@ -145,11 +240,19 @@ pub async fn update(
         (status = 409, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn rollback(
     State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(key): Path<String>,
     body: Bytes,
 ) -> Result<Json<Created>, ApiError> {
     let req: Rollback = parse_json(&body)?;
     let mut svc = app.store.view(|s| resolve(s, &key).cloned())?;
+    require_on(&caller, &svc, "service.update")?;
+    if let Some(p) = &svc.previous_spec {
+        // Rolling back moves the service to where its previous spec was.
+        let mut back = p.clone();
+        app.store
+            .view(|s| place(s, &caller, &mut back, Some(&svc.spec)))?;
+    }
     if req.version != svc.meta.version {
         return Err(ApiError::Conflict(format!(
             "service {} was changed since version {}: read it again and retry",
@@ -196,9 +299,11 @@ pub async fn rollback(
     responses((status = 204), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn remove(
     State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let svc = app.store.view(|s| resolve(s, &key).cloned())?;
+    require_on(&caller, &svc, "service.delete")?;
     // The orchestrator sees the service gone and stops its tasks; the reaper
     // deletes them once they have stopped.
     app.store
@@ -225,6 +330,7 @@ pub struct LogsQuery {
     responses((status = 200, body = Vec<api::dispatch::LogLine>), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn logs(
     State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(key): Path<String>,
     Query(q): Query<LogsQuery>,
 ) -> Result<Json<Vec<api::dispatch::LogLine>>, ApiError> {
@@ -237,6 +343,7 @@ pub async fn logs(
     };
     let tasks: Vec<api::Task> = app.store.view(|s| {
         let svc = resolve(s, &key)?;
+        require_on(&caller, svc, "service.logs")?;
         Ok::<_, ApiError>(
             s.tasks_by_service(&svc.meta.id)
                 .filter(|t| q.task.as_deref().is_none_or(|k| t.meta.id.starts_with(k)))

@@ -1,9 +1,11 @@
 //! `/api/v1/tasks`: tasks, filtered by service or node.
 
+use crate::authn::Caller;
 use crate::{error::ApiError, AppState};
 use api::Task;
+use auth::Operation;
 use axum::extract::{Path, Query, State};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -18,8 +20,10 @@ pub struct TaskFilter {
     responses((status = 200, body = Vec<api::Task>), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Query(f): Query<TaskFilter>,
 ) -> Result<Json<Vec<Task>>, ApiError> {
+    let view = Operation::named("task.view");
     app.store.view(|s| {
         let service = f
             .service
@@ -41,6 +45,7 @@ pub async fn list(
             tasks
                 .into_iter()
                 .filter(|t| node_id.is_none() || t.node_id == node_id)
+                .filter(|t| caller.may(view, super::scope::task_collection(s, t)))
                 .collect(),
         ))
     })
@@ -50,15 +55,23 @@ pub async fn list(
     responses((status = 200, body = api::Task), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn inspect(
     State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(key): Path<String>,
 ) -> Result<Json<Task>, ApiError> {
+    let allowed = |s: &api::State, t: &Task| -> Result<Json<Task>, ApiError> {
+        caller.require(
+            Operation::named("task.view"),
+            super::scope::task_collection(s, t),
+        )?;
+        Ok(Json(t.clone()))
+    };
     app.store.view(|s| {
         if let Some(t) = s.task(&key) {
-            return Ok(Json(t.clone()));
+            return allowed(s, t);
         }
         let found: Vec<&Task> = s.tasks().filter(|t| t.meta.id.starts_with(&key)).collect();
         match found.len() {
-            1 => Ok(Json(found[0].clone())),
+            1 => allowed(s, found[0]),
             0 => Err(ApiError::NotFound(format!("task {key} not found"))),
             _ => Err(ApiError::bad(
                 "id",

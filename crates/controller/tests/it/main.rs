@@ -4,6 +4,8 @@
 // In tests an unwrap is an assertion.
 #![allow(clippy::unwrap_used)]
 
+mod access;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -32,11 +34,11 @@ async fn app() -> (axum::Router, store::Store, tempfile::TempDir) {
     let store = store::Store::open(store::StoreConfig::new(dir.path()))
         .await
         .unwrap();
-    let state = controller::AppState {
-        store: store.clone(),
-        logs: Arc::new(NoLogs),
-        admin_token_sha256: controller::auth::token_hash(TOKEN),
-    };
+    let state = controller::AppState::new(
+        store.clone(),
+        Arc::new(NoLogs),
+        controller::authn::token_hash(TOKEN),
+    );
     (controller::app(state), store, dir)
 }
 
