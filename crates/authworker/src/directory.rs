@@ -477,6 +477,9 @@ fn is_connection_failure(e: &LdapError) -> bool {
 /// What went wrong, in words an admin can act on.
 fn reason(e: &LdapError) -> String {
     match e {
+        LdapError::Io { source } if tls_error(source).is_some() => {
+            tls_error(source).map(tls_reason).unwrap_or_default()
+        }
         LdapError::Io { source } => match source.kind() {
             std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
             std::io::ErrorKind::ConnectionReset => "connection reset".into(),
@@ -486,12 +489,29 @@ fn reason(e: &LdapError) -> String {
         LdapError::Timeout { .. } => "no answer in time".into(),
         LdapError::LdapResult { result } => result_reason(result),
         LdapError::FilterParsing => "the filter is not valid LDAP filter syntax".into(),
-        LdapError::Rustls { source } => format!("TLS: {source}"),
+        LdapError::Rustls { source } => tls_reason(source),
         LdapError::EndOfStream
         | LdapError::OpSend { .. }
         | LdapError::ResultRecv { .. }
         | LdapError::IdScrubSend { .. } => "the connection was closed".into(),
         other => other.to_string(),
+    }
+}
+
+/// The TLS error inside an I/O error (tokio-rustls reports a failed
+/// handshake as one).
+fn tls_error(e: &std::io::Error) -> Option<&rustls::Error> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+}
+
+fn tls_reason(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(_) => format!(
+            "TLS: {e} (this host does not trust the server's certificate: add its CA to the \
+             system's trusted roots, or set tls_skip_verify for a test directory)"
+        ),
+        _ => format!("TLS: {e}"),
     }
 }
 

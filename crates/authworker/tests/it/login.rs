@@ -163,3 +163,44 @@ async fn an_unreachable_server_is_a_clear_error_and_the_next_is_tried() {
         .unwrap();
     assert!(bob.is_some());
 }
+
+#[tokio::test]
+async fn tls_connections_verify_the_server_unless_told_not_to() {
+    let Some(mut ldap) = Slapd::start_with_tls().await else {
+        return;
+    };
+    ldap.add_user("alice", "Alice Liddell").await;
+    let ldaps = ldap.ldaps_url.clone().unwrap();
+
+    // The certificate is self-signed: refused, saying why.
+    let mut config = ldap.config();
+    config.servers = vec![ldaps.clone()];
+    let err = authenticate(&config, "alice", &password("alice"))
+        .await
+        .expect_err("an untrusted certificate");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("could not reach any LDAP server ({ldaps}: TLS")),
+        "{text}"
+    );
+    assert!(text.contains("certificate"), "{text}");
+
+    // Told to skip verification, over ldaps:// and over StartTLS.
+    config.tls_skip_verify = true;
+    let alice = authenticate(&config, "alice", &password("alice"))
+        .await
+        .unwrap();
+    assert!(alice.is_some(), "over ldaps://");
+    config.servers = vec![ldap.url.clone()];
+    config.start_tls = true;
+    let alice = authenticate(&config, "alice", &password("alice"))
+        .await
+        .unwrap();
+    assert!(alice.is_some(), "over StartTLS");
+    config.tls_skip_verify = false;
+    let err = authenticate(&config, "alice", &password("alice")).await;
+    assert!(
+        err.is_err(),
+        "StartTLS verifies the certificate too: {err:?}"
+    );
+}

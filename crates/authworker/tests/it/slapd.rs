@@ -46,7 +46,10 @@ pub fn password(uid: &str) -> String {
 pub struct Slapd {
     child: Child,
     _dir: tempfile::TempDir,
+    /// `ldap://127.0.0.1:PORT`
     pub url: String,
+    /// `ldaps://127.0.0.1:PORT`, when started with TLS.
+    pub ldaps_url: Option<String>,
     root: Ldap,
 }
 
@@ -62,8 +65,14 @@ fn first_existing(paths: &[&str]) -> Option<PathBuf> {
     paths.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
-fn config_text(dir: &Path, schema: &Path, modules: Option<&Path>) -> String {
+fn config_text(dir: &Path, schema: &Path, modules: Option<&Path>, tls: bool) -> String {
     let mut conf = String::new();
+    if tls {
+        conf.push_str(&format!(
+            "TLSCertificateFile {dir}/cert.pem\nTLSCertificateKeyFile {dir}/key.pem\n",
+            dir = dir.display()
+        ));
+    }
     for s in ["core", "cosine", "inetorgperson"] {
         conf.push_str(&format!("include {}/{s}.schema\n", schema.display()));
     }
@@ -91,6 +100,17 @@ impl Slapd {
     /// A running, seeded slapd; `None` (after saying why) when slapd is not
     /// installed and the environment does not require it.
     pub async fn start() -> Option<Slapd> {
+        Slapd::start_with(false).await
+    }
+
+    /// The same, also serving TLS (ldaps:// at [`Slapd::ldaps_url`], and
+    /// StartTLS at [`Slapd::url`]) with a self-signed certificate for
+    /// 127.0.0.1, which no system trusts.
+    pub async fn start_with_tls() -> Option<Slapd> {
+        Slapd::start_with(true).await
+    }
+
+    async fn start_with(tls: bool) -> Option<Slapd> {
         if !Path::new(SLAPD).exists() {
             let why =
                 format!("{SLAPD} is not installed (scripts/install-test-deps.sh installs slapd)");
@@ -120,14 +140,28 @@ impl Slapd {
             let dir = tempfile::tempdir().expect("a temporary directory");
             std::fs::create_dir(dir.path().join("db")).expect("the database directory");
             let conf = dir.path().join("slapd.conf");
-            std::fs::write(&conf, config_text(dir.path(), &schema, modules.as_deref()))
-                .expect("writing slapd.conf");
-            let port = free_port();
-            let url = format!("ldap://127.0.0.1:{port}");
+            std::fs::write(
+                &conf,
+                config_text(dir.path(), &schema, modules.as_deref(), tls),
+            )
+            .expect("writing slapd.conf");
+            let url = format!("ldap://127.0.0.1:{}", free_port());
+            let mut listeners = format!("{url}/");
+            let mut ldaps_url = None;
+            if tls {
+                let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()])
+                    .expect("a self-signed certificate");
+                std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).expect("cert.pem");
+                std::fs::write(dir.path().join("key.pem"), cert.key_pair.serialize_pem())
+                    .expect("key.pem");
+                let ldaps = format!("ldaps://127.0.0.1:{}", free_port());
+                listeners.push_str(&format!(" {ldaps}/"));
+                ldaps_url = Some(ldaps);
+            }
             let log = std::fs::File::create(dir.path().join("slapd.log")).expect("slapd.log");
             let mut child = Command::new(SLAPD)
                 .arg("-h")
-                .arg(format!("{url}/"))
+                .arg(&listeners)
                 .arg("-f")
                 .arg(&conf)
                 // Stay in the foreground (a child we can kill), logging
@@ -145,6 +179,7 @@ impl Slapd {
                         child,
                         _dir: dir,
                         url,
+                        ldaps_url,
                         root,
                     };
                     server.seed().await;
