@@ -17,6 +17,11 @@ use std::collections::BTreeSet;
 /// The label that puts a resource (service, node, …) in a collection.
 pub const COLLECTION_LABEL: &str = "berth.access.collection";
 
+/// The label naming the user who created a service (UCP's owner label),
+/// written by the API alone: the scheduler places the service's tasks
+/// only on nodes that user may schedule on.
+pub const OWNER_LABEL: &str = "berth.access.owner";
+
 /// The root collection, and the ones every cluster has (as UCP's).
 pub const ROOT_COLLECTION: &str = "/";
 pub const SYSTEM_COLLECTION: &str = "/System";

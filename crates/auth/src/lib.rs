@@ -9,6 +9,7 @@
 mod authorizer;
 pub mod collection;
 pub mod ops;
+pub mod scope;
 
 pub use authorizer::{Authorizer, AuthorizerCache};
 pub use ops::{builtin_role, OpSet, Operation, BUILTIN_ROLES};

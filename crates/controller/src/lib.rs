@@ -19,7 +19,7 @@ pub mod wire;
 pub use error::ApiError;
 pub use handlers::cluster::ca_status;
 pub use handlers::identity::{builtin_collection_ops, check_name, new_user_ops};
-pub use handlers::scope::OWNER_LABEL;
+pub use api::auth::OWNER_LABEL;
 pub use router::app;
 pub use tls::serve;
 

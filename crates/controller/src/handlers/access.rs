@@ -118,7 +118,7 @@ pub async fn create_collection(
 fn occupants(s: &St, path: &str) -> Vec<String> {
     let mut found = Vec::new();
     for svc in s.services() {
-        if super::scope::service_collection(svc) == path {
+        if auth::scope::service_collection(svc) == path {
             found.push(format!("service {}", svc.spec.name));
         }
     }

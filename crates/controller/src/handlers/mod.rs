@@ -5,7 +5,6 @@ pub mod cluster;
 pub mod identity;
 pub mod info;
 pub mod nodes;
-pub mod scope;
 pub mod services;
 pub mod session;
 pub mod tasks;

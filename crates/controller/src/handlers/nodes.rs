@@ -20,7 +20,7 @@ pub async fn list(
     let view = Operation::named("node.view");
     let mut nodes: Vec<Node> = app.store.view(|s| {
         s.nodes()
-            .filter(|n| caller.may(view, super::scope::node_collection(n)))
+            .filter(|n| caller.may(view, auth::scope::node_collection(n)))
             .cloned()
             .collect()
     });
@@ -64,7 +64,7 @@ pub async fn inspect(
     let mut node = app.store.view(|s| resolve(s, &key).cloned())?;
     caller.require(
         Operation::named("node.view"),
-        super::scope::node_collection(&node),
+        auth::scope::node_collection(&node),
     )?;
     with_manager_status(&mut node, &app.store.members());
     Ok(Json(node))
@@ -103,14 +103,14 @@ pub async fn update(
             node.description.hostname, req.version, node.meta.version
         )));
     }
-    let from = super::scope::node_collection(&node).to_string();
+    let from = auth::scope::node_collection(&node).to_string();
     caller.require(Operation::named("node.update"), &from)?;
     if req.spec.role != node.spec.role {
         caller.require_admin("promote or demote a node")?;
     }
     let mut moved = node.clone();
     moved.spec = req.spec.clone();
-    let to = super::scope::node_collection(&moved).to_string();
+    let to = auth::scope::node_collection(&moved).to_string();
     if to != from {
         if app
             .store
@@ -162,7 +162,7 @@ pub async fn remove(
     let node = app.store.view(|s| resolve(s, &key).cloned())?;
     caller.require(
         Operation::named("node.delete"),
-        super::scope::node_collection(&node),
+        auth::scope::node_collection(&node),
     )?;
     let name = &node.description.hostname;
     // As Docker: a manager leaves the Raft group by a demotion first, and a

@@ -58,7 +58,7 @@ fn place(
     match previous {
         None => caller.require(Operation::named("service.create"), &wanted)?,
         Some(p) => {
-            let from = super::scope::service_collection_of(p);
+            let from = auth::scope::service_collection_of(p);
             caller.require(Operation::named("service.update"), from)?;
             if from != wanted {
                 caller.require(Operation::named("service.create"), &wanted)?;
@@ -75,19 +75,19 @@ fn place(
     }
     spec.labels.insert(COLLECTION_LABEL.into(), wanted);
     let owner = match previous {
-        Some(p) => p.labels.get(super::scope::OWNER_LABEL).cloned(),
+        Some(p) => p.labels.get(auth::scope::OWNER_LABEL).cloned(),
         None => Some(caller.name.clone()),
     };
     match owner {
-        Some(o) => spec.labels.insert(super::scope::OWNER_LABEL.into(), o),
-        None => spec.labels.remove(super::scope::OWNER_LABEL),
+        Some(o) => spec.labels.insert(auth::scope::OWNER_LABEL.into(), o),
+        None => spec.labels.remove(auth::scope::OWNER_LABEL),
     };
     Ok(ops)
 }
 
 /// A 403 unless the caller may `op` on the service.
 fn require_on(caller: &Caller, svc: &Service, op: &'static str) -> Result<(), ApiError> {
-    caller.require(Operation::named(op), super::scope::service_collection(svc))
+    caller.require(Operation::named(op), auth::scope::service_collection(svc))
 }
 
 /// Finds a service by id, name, or a unique id prefix (as the docker CLI does).
@@ -133,7 +133,7 @@ pub async fn list(
     let view = Operation::named("service.view");
     Json(app.store.view(|s| {
         s.services()
-            .filter(|svc| caller.may(view, super::scope::service_collection(svc)))
+            .filter(|svc| caller.may(view, auth::scope::service_collection(svc)))
             .map(|svc| ServiceWithStatus {
                 service_status: status_of(s, svc),
                 service: svc.clone(),

@@ -45,7 +45,7 @@ pub async fn list(
             tasks
                 .into_iter()
                 .filter(|t| node_id.is_none() || t.node_id == node_id)
-                .filter(|t| caller.may(view, super::scope::task_collection(s, t)))
+                .filter(|t| caller.may(view, auth::scope::task_collection(s, t)))
                 .collect(),
         ))
     })
@@ -61,7 +61,7 @@ pub async fn inspect(
     let allowed = |s: &api::State, t: &Task| -> Result<Json<Task>, ApiError> {
         caller.require(
             Operation::named("task.view"),
-            super::scope::task_collection(s, t),
+            auth::scope::task_collection(s, t),
         )?;
         Ok(Json(t.clone()))
     };

@@ -8,9 +8,8 @@
 use api::auth::{COLLECTION_LABEL, ROOT_COLLECTION, SHARED_COLLECTION, SYSTEM_COLLECTION};
 use api::{Node, NodeRole, Service, State, Task};
 
-/// The label naming the user who created a service (UCP's owner label):
-/// the scheduler places its tasks only on nodes that user may schedule on.
-pub const OWNER_LABEL: &str = "berth.access.owner";
+/// The label naming the user who created a service (UCP's owner label).
+pub const OWNER_LABEL: &str = api::auth::OWNER_LABEL;
 
 pub fn service_collection(svc: &Service) -> &str {
     service_collection_of(&svc.spec)
