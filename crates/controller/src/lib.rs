@@ -5,6 +5,7 @@
 //! never talks to the orchestrator or to agents: it validates a request, writes
 //! the change to the store in one batch, and reads the store to answer.
 
+pub mod audit;
 pub mod authn;
 pub mod bundle;
 pub mod error;
