@@ -508,3 +508,54 @@ fn a_query_by_since_stops_at_older_entries_but_not_at_slightly_disordered_ones()
         [at(400), at(310)]
     );
 }
+
+#[test]
+fn the_entry_and_the_filter_have_openapi_schemas() {
+    use utoipa::{IntoParams, PartialSchema};
+    let schema = serde_json::to_value(AuditEntry::schema()).unwrap();
+    let properties = schema["properties"].as_object().unwrap();
+    for field in [
+        "time", "user", "method", "path", "object", "status", "remote", "decision", "body",
+        "manager",
+    ] {
+        assert!(properties.contains_key(field), "{field}: {schema:#}");
+    }
+    let decision = serde_json::to_value(AuditDecision::schema()).unwrap();
+    assert_eq!(
+        decision["enum"],
+        json!(["allowed", "denied", "unauthenticated"])
+    );
+    let params: Vec<String> = AuditFilter::into_params(|| None)
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(
+        params,
+        ["user", "since", "until", "method", "decision", "limit"]
+    );
+}
+
+#[test]
+fn a_filter_reads_from_a_query_string() {
+    let uri: axum::http::Uri =
+        "/api/v1/audit?user=bob&since=2023-11-14T22:13:20Z&method=post&decision=denied&limit=5"
+            .parse()
+            .unwrap();
+    let axum::extract::Query(filter) =
+        axum::extract::Query::<AuditFilter>::try_from_uri(&uri).unwrap();
+    assert_eq!(
+        filter,
+        AuditFilter {
+            user: Some("bob".into()),
+            since: Some(Timestamp(T0)),
+            until: None,
+            method: Some("post".into()),
+            decision: Some(AuditDecision::Denied),
+            limit: 5,
+        }
+    );
+    let uri: axum::http::Uri = "/api/v1/audit".parse().unwrap();
+    let axum::extract::Query(filter) =
+        axum::extract::Query::<AuditFilter>::try_from_uri(&uri).unwrap();
+    assert_eq!(filter, AuditFilter::default());
+}
