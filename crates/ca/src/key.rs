@@ -64,6 +64,11 @@ impl NodeKey {
         self.key.serialize_pem()
     }
 
+    /// The public key (SubjectPublicKeyInfo) as PEM: not secret.
+    pub fn public_key_pem(&self) -> String {
+        self.key.public_key_pem()
+    }
+
     /// A signing request for this key. Its subject is a placeholder: the CA
     /// writes the subject from what it knows about the node, not from the CSR.
     pub fn csr_pem(&self) -> Result<String, CaError> {

@@ -33,8 +33,8 @@ pub use authz::{check_peer, require_node, require_role, RequirePeer};
 pub use error::CaError;
 pub use key::NodeKey;
 pub use renewal::{
-    needs_renewal, renewal_time, DEFAULT_CLIENT_CERT_VALIDITY, DEFAULT_NODE_CERT_VALIDITY,
-    DEFAULT_ROOT_CA_VALIDITY,
+    needs_renewal, not_after, renewal_time, DEFAULT_CLIENT_CERT_VALIDITY,
+    DEFAULT_NODE_CERT_VALIDITY, DEFAULT_ROOT_CA_VALIDITY,
 };
 pub use root::{digest_of_pem, issued_by, CaDigest, RootCa, StoredRootCa};
 pub use subject::{client_identity_of, identity_of, ClientIdentity};

@@ -51,6 +51,14 @@ pub fn renewal_time(cert_pem: &str) -> Result<SystemTime, CaError> {
     Ok(UNIX_EPOCH + Duration::from_secs(issued + offset))
 }
 
+/// When the certificate (the first in `cert_pem`) stops being valid.
+pub fn not_after(cert_pem: &str) -> Result<SystemTime, CaError> {
+    let der = cert_from_pem(cert_pem)?;
+    let cert = parse_cert(der.as_ref())?;
+    let after = u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0);
+    Ok(UNIX_EPOCH + Duration::from_secs(after))
+}
+
 /// True when the certificate should be renewed at `now`. A certificate that
 /// cannot be read also needs renewing: it is no use to the node as it is.
 pub fn needs_renewal(cert_pem: &str, now: SystemTime) -> bool {

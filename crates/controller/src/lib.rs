@@ -17,10 +17,10 @@ mod router;
 pub mod tls;
 pub mod wire;
 
+pub use api::auth::OWNER_LABEL;
 pub use error::ApiError;
 pub use handlers::cluster::ca_status;
 pub use handlers::identity::{builtin_collection_ops, check_name, new_user_ops};
-pub use api::auth::OWNER_LABEL;
 pub use router::app;
 pub use tls::serve;
 
@@ -71,6 +71,8 @@ pub struct AppState {
     pub lockout: Arc<lockout::Lockout>,
     /// LDAP, where the node runs an auth worker.
     pub ldap: Option<Arc<dyn Directory>>,
+    /// This manager's audit log; `None` keeps none.
+    pub audit: Option<audit::AuditLog>,
     /// Where this manager's API is reached (`host:port`), for the bundles
     /// it makes.
     pub api_host: String,
@@ -90,6 +92,7 @@ impl AppState {
             hasher: Default::default(),
             lockout: Default::default(),
             ldap: None,
+            audit: None,
             api_host: String::new(),
         }
     }

@@ -25,6 +25,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/auth/ldap/sync", post(handlers::cluster::ldap_sync))
         .route("/auth/ldap/status", get(handlers::cluster::ldap_status))
+        .route("/audit", get(handlers::audit::list))
         .route_layer(axum::middleware::from_fn(authn::admin_only));
     let v1 = Router::new()
         .route("/auth/logout", post(session::logout))
@@ -34,6 +35,11 @@ pub fn app(state: AppState) -> Router {
             get(session::list_tokens).post(session::create_token),
         )
         .route("/tokens/{name}", delete(session::remove_token))
+        .route(
+            "/bundles",
+            get(handlers::bundles::list).post(handlers::bundles::create),
+        )
+        .route("/bundles/{label}", delete(handlers::bundles::remove))
         .route(
             "/users",
             get(identity::list_users).post(identity::create_user),
@@ -106,7 +112,11 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             authn::authenticate,
         ))
-        .route("/auth/login", post(session::login));
+        .route("/auth/login", post(session::login))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            handlers::audit::record,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/openapi.json", get(openapi::document))

@@ -1,6 +1,8 @@
 //! Request handlers, one file per resource, mirroring the URLs.
 
 pub mod access;
+pub mod audit;
+pub mod bundles;
 pub mod cluster;
 pub mod identity;
 pub mod info;

@@ -641,3 +641,109 @@ async fn bad_inputs_are_clear_4xx_and_write_nothing() {
     let (s, _) = call(&app, "POST", "/api/v1/grants", Some(json!({"subject_kind": "user", "subject": "frank", "role": "deployer", "collection": "/Shared/busy"})), Some(TOKEN)).await;
     assert_eq!(s, StatusCode::CONFLICT, "a duplicate grant");
 }
+
+#[tokio::test]
+async fn the_audit_log_keeps_allowed_and_denied_writes_and_never_a_password() {
+    let (app, store, _dir) = app().await;
+    store
+        .update(vec![api::Op::Create(api::Cluster::new("c").into())])
+        .await
+        .unwrap();
+    let token = user_with_token(&app, "ivan").await;
+    // Denied: ivan may not make users. Unauthenticated: a bad login.
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/api/v1/users",
+        Some(json!({"name": "judy"})),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/api/v1/auth/login",
+        Some(json!({"username": "ivan", "password": "not-his-password"})),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    let (s, entries) = call(&app, "GET", "/api/v1/audit?since=1h", None, Some(TOKEN)).await;
+    assert_eq!(s, StatusCode::OK, "{entries}");
+    let entries = entries.as_array().unwrap().clone();
+    let find = |method: &str, path: &str, decision: &str| {
+        entries
+            .iter()
+            .find(|e| e["method"] == method && e["path"] == path && e["decision"] == decision)
+            .cloned()
+    };
+    let created = find("POST", "/api/v1/users", "allowed").expect("the admin's user create");
+    assert_eq!(created["user"], "admin");
+    assert_eq!(created["status"], 201);
+    assert_eq!(created["object"], "users");
+    let denied = find("POST", "/api/v1/users", "denied").expect("ivan's refused create");
+    assert_eq!(denied["user"], "ivan");
+    assert_eq!(denied["status"], 403);
+    let failed = find("POST", "/api/v1/auth/login", "unauthenticated").expect("the bad login");
+    assert_eq!(failed["user"], "ivan");
+    // Reads are not kept at the default level; bodies neither.
+    assert!(entries
+        .iter()
+        .all(|e| e["method"] != "GET" || e["status"] != 200));
+    assert!(entries.iter().all(|e| e.get("body").is_none()));
+    // Filters: by user, and only an admin reads the log.
+    let (_, mine) = call(&app, "GET", "/api/v1/audit?user=ivan", None, Some(TOKEN)).await;
+    assert!(mine.as_array().unwrap().iter().all(|e| e["user"] == "ivan"));
+    let (s, _) = call(&app, "GET", "/api/v1/audit", None, Some(&token)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, e) = call(
+        &app,
+        "GET",
+        "/api/v1/audit?since=yesterday-ish",
+        None,
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(
+        (s, e["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("since"))
+    );
+
+    // At level `request` the body is kept, its secrets redacted.
+    let (_, mut settings) = call(&app, "GET", "/api/v1/auth/settings", None, Some(TOKEN)).await;
+    settings["audit_level"] = json!("request");
+    let (s, e) = call(
+        &app,
+        "POST",
+        "/api/v1/auth/settings",
+        Some(settings),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    admin_post(
+        &app,
+        "/api/v1/users",
+        json!({"name": "kim", "password": "kims-secret-password"}),
+    )
+    .await;
+    let (_, entries) = call(&app, "GET", "/api/v1/audit?limit=5", None, Some(TOKEN)).await;
+    let text = entries.to_string();
+    assert!(!text.contains("kims-secret-password"), "{text}");
+    let kim = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["body"]["name"] == "kim")
+        .expect("the body is kept at level request");
+    assert_eq!(kim["body"]["password"], "<redacted>");
+    // Nothing in the store or the log files holds a password either.
+    let files: String = std::fs::read_dir(_dir.path().join("audit"))
+        .unwrap()
+        .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap_or_default())
+        .collect();
+    assert!(!files.contains("kims-secret-password") && !files.contains("not-his-password"));
+    let _ = store;
+}

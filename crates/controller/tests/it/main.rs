@@ -34,10 +34,14 @@ async fn app() -> (axum::Router, store::Store, tempfile::TempDir) {
     let store = store::Store::open(store::StoreConfig::new(dir.path()))
         .await
         .unwrap();
-    let state = controller::AppState::new(
+    let mut state = controller::AppState::new(
         store.clone(),
         Arc::new(NoLogs),
         controller::authn::token_hash(TOKEN),
+    );
+    state.audit = Some(
+        controller::audit::AuditLog::open(&dir.path().join("audit"), "m1".into(), 1 << 20, 3)
+            .unwrap(),
     );
     (controller::app(state), store, dir)
 }
