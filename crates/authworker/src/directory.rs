@@ -34,7 +34,7 @@ const PAGE_SIZE: i32 = 500;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirectoryUser {
     pub dn: String,
-    /// The value of `username_attr`: the berth user name.
+    /// The value of `username_attr`, lowercased: the berth user name.
     pub username: String,
     /// The value of `fullname_attr`; empty when there is none.
     pub full_name: String,
@@ -298,7 +298,9 @@ impl Directory {
         };
         Some(DirectoryUser {
             dn: entry.dn,
-            username,
+            // berth names are lowercase (they are registry namespaces too),
+            // and LDAP matches names without regard to case.
+            username: username.to_lowercase(),
             full_name,
         })
     }

@@ -20,6 +20,8 @@ pub(super) struct ManagerParts {
     manager: manager::Manager,
     pub(super) api_addr: SocketAddr,
     pub(super) credentials: Option<Credentials>,
+    /// The auth worker (stops when the last handle goes).
+    auth_worker: Option<authworker::WorkerHandle>,
     /// The `admin` user's password when this manager just made it at random.
     pub(super) initial_admin_password: Option<String>,
     /// The cluster RPC server's TLS configuration; a renewed certificate or
@@ -72,8 +74,12 @@ impl ManagerParts {
             stops,
             tasks,
             chores,
+            auth_worker,
             ..
         } = self;
+        if let Some(w) = auth_worker {
+            w.stop();
+        }
         for c in &chores {
             c.abort();
         }
@@ -208,6 +214,7 @@ pub(super) async fn start_manager(
         api_addr: cfg.addrs.api,
         credentials: None,
         initial_admin_password: None,
+        auth_worker: None,
         server_tls,
         admit,
         stops: vec![rpc_stop],
@@ -382,6 +389,27 @@ impl ManagerParts {
             admin_token_sha256,
         );
         state.api_host = api_adv.to_string();
+        // The auth worker: LDAP logins and syncs here, the periodic sync and
+        // the cleanup of expired tokens while this manager leads.
+        let worker = authworker::Worker::start(store.clone());
+        state.ldap = Some(Arc::new(super::directory::LdapDirectory {
+            worker: worker.clone(),
+        }));
+        self.auth_worker = Some(worker);
+        let audit_dir = cfg.data_dir.join("audit");
+        match controller::audit::AuditLog::open(
+            &audit_dir,
+            identity.node_id.clone(),
+            AUDIT_FILE_BYTES,
+            AUDIT_FILES,
+        ) {
+            Ok(log) => state.audit = Some(log),
+            Err(e) => tracing::error!(
+                dir = %audit_dir.display(),
+                error = %e,
+                "cannot open the audit log: this manager keeps none"
+            ),
+        }
         let (api_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let api_task = tokio::spawn(controller::serve(
             listener,
@@ -540,6 +568,10 @@ async fn record_manager_status(store: store::Store, node_id: String, status: api
     }
     tracing::warn!("could not record this manager's addresses in its node record");
 }
+
+/// The audit log rotates at this size and keeps this many files (80 MiB in all).
+const AUDIT_FILE_BYTES: u64 = 16 << 20;
+const AUDIT_FILES: usize = 5;
 
 /// Makes the first admin user, `admin`, with `password` or a random one
 /// (returned, to be shown once), unless it exists; with it the collections

@@ -11,6 +11,7 @@
 //! group), or resumes the identity saved in its data dir by an earlier start.
 
 mod ca_service;
+mod directory;
 mod follow;
 mod gossip;
 mod identity;

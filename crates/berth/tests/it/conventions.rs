@@ -86,7 +86,14 @@ fn dependencies_point_one_way() {
         ),
         ("store", &["manager", "agent", "controller", "berth"][..]),
         ("manager", &["agent", "controller", "berth"][..]),
-        ("controller", &["agent", "berth"][..]),
+        ("controller", &["agent", "berth", "authworker"][..]),
+        // Access control's rules are pure; the LDAP worker is reached by the
+        // controller only through its `Directory` trait.
+        (
+            "auth",
+            &["store", "manager", "agent", "controller", "berth", "authworker"][..],
+        ),
+        ("authworker", &["manager", "agent", "controller", "berth"][..]),
     ] {
         let deps = dependencies(krate);
         for f in forbidden {
