@@ -29,6 +29,17 @@ struct UserEntry {
 
 impl Authorizer {
     pub fn new(state: &State) -> Authorizer {
+        Authorizer::build(state, None)
+    }
+
+    /// The decisions of one user only: indexes just its subjects' grants,
+    /// so it costs a pass over teams and grants, not the whole index (the
+    /// scheduler asks about a service's owner this way).
+    pub fn for_user(state: &State, user_id: &str) -> Authorizer {
+        Authorizer::build(state, Some(user_id))
+    }
+
+    fn build(state: &State, only: Option<&str>) -> Authorizer {
         let mut roles: HashMap<&str, OpSet> = HashMap::new();
         for o in state.auth_objects(Kind::Role) {
             if let Object::Role(r) = o {
@@ -39,8 +50,12 @@ impl Authorizer {
             }
         }
         let mut users: HashMap<String, UserEntry> = HashMap::new();
+        let users_in = |id: &str| only.is_none_or(|o| o == id);
         for o in state.auth_objects(Kind::User) {
             if let Object::User(u) = o {
+                if !users_in(&u.meta.id) {
+                    continue;
+                }
                 users.insert(
                     u.meta.id.clone(),
                     UserEntry {
@@ -65,8 +80,13 @@ impl Authorizer {
             }
         }
         let mut grants: HashMap<Subject, HashMap<String, OpSet>> = HashMap::new();
+        let wanted: Option<std::collections::HashSet<&Subject>> =
+            only.map(|_| users.values().flat_map(|u| u.subjects.iter()).collect());
         for o in state.auth_objects(Kind::Grant) {
             if let Object::Grant(g) = o {
+                if wanted.as_ref().is_some_and(|w| !w.contains(&g.subject)) {
+                    continue;
+                }
                 let ops = builtin_role(&g.role)
                     .or_else(|| roles.get(g.role.as_str()).copied())
                     .unwrap_or(OpSet::EMPTY);

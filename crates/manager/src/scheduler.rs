@@ -70,11 +70,16 @@ pub struct Scheduler<'a> {
     by_id: HashMap<&'a str, usize>,
     /// Per service, its task count on each node (indexed like `nodes`).
     per_service: HashMap<String, Vec<u32>>,
+    /// Per service, the nodes its owner may schedule on (indexed like
+    /// `nodes`); a service without an entry may go anywhere.
+    allowed: HashMap<String, Vec<bool>>,
 }
 
 /// Why nodes were turned down for a task, for the pending message.
 #[derive(Default)]
 struct Refusals {
+    /// The service's owner has no grant to schedule there.
+    access: usize,
     unavailable: usize,
     constraints: usize,
     resources: usize,
@@ -91,6 +96,12 @@ fn nodes(n: usize) -> String {
 impl Refusals {
     fn message(&self) -> String {
         let mut parts = Vec::new();
+        if self.access > 0 {
+            parts.push(format!(
+                "the service's owner may not schedule on {}",
+                nodes(self.access)
+            ));
+        }
         if self.unavailable > 0 {
             parts.push(format!(
                 "{} not available for new tasks",
@@ -152,6 +163,7 @@ impl<'a> Scheduler<'a> {
             nodes,
             by_id,
             per_service: HashMap::new(),
+            allowed: HashMap::new(),
         };
         for t in tasks {
             if !occupies_node(t) {
@@ -196,6 +208,16 @@ impl<'a> Scheduler<'a> {
         slot.tasks += 1;
         slot.free.nano_cpus = slot.free.nano_cpus.saturating_sub(want.nano_cpus);
         slot.free.memory_bytes = slot.free.memory_bytes.saturating_sub(want.memory_bytes);
+    }
+
+    /// Lets `service`'s tasks go only to the nodes `may(node)` accepts.
+    pub fn restrict(&mut self, service: &str, may: impl Fn(&Node) -> bool) {
+        let mask = self.nodes.iter().map(|s| may(s.node)).collect();
+        self.allowed.insert(service.to_string(), mask);
+    }
+
+    fn allowed(&self, service: &str, i: usize) -> bool {
+        self.allowed.get(service).is_none_or(|m| m[i])
     }
 
     /// How many tasks each node holds (indexed in the order nodes were given).
@@ -284,7 +306,9 @@ impl<'a> Scheduler<'a> {
         let mut counts = self.take_counts(service);
         let mut heap: Vec<Reverse<(u32, u32, usize)>> = Vec::with_capacity(self.nodes.len());
         for (i, s) in self.nodes.iter().enumerate() {
-            if !s.available {
+            if !self.allowed(service, i) {
+                refused.access += 1;
+            } else if !s.available {
                 refused.unavailable += 1;
             } else if !constraints_match(&constraints, s.node) {
                 refused.constraints += 1;
@@ -344,7 +368,9 @@ impl<'a> Scheduler<'a> {
         for _ in 0..count {
             let s = &self.nodes[i];
             let mut refused = Refusals::default();
-            if !s.available {
+            if !self.allowed(service, i) {
+                refused.access = 1;
+            } else if !s.available {
                 refused.unavailable = 1;
             } else if !constraints_match(&constraints, s.node) {
                 refused.constraints = 1;
@@ -362,6 +388,38 @@ impl<'a> Scheduler<'a> {
     }
 }
 
+/// A service lands only on nodes its owner (the user who created it, in
+/// its `berth.access.owner` label) may schedule on: `node.schedule` on the
+/// node's collection. An admin owner, or a service with no owner (made
+/// before access control), may go anywhere; an owner that no longer exists
+/// nowhere.
+fn restrict_to_owners(scheduler: &mut Scheduler<'_>, state: &State, pending: &[&Task]) {
+    let schedule = auth::Operation::named("node.schedule");
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for t in pending {
+        if !seen.insert(&t.service_id) {
+            continue;
+        }
+        let Some(svc) = state.service(&t.service_id) else {
+            continue;
+        };
+        let Some(owner) = svc.spec.labels.get(api::auth::OWNER_LABEL) else {
+            continue;
+        };
+        match state.auth_by_key(&api::auth::account_key(owner)) {
+            Some(api::Object::User(u)) if u.admin && !u.disabled => {}
+            Some(api::Object::User(u)) => {
+                let authz = auth::Authorizer::for_user(state, &u.meta.id);
+                let id = u.meta.id.clone();
+                scheduler.restrict(&t.service_id, |n| {
+                    authz.allows(&id, schedule, auth::scope::node_collection(n))
+                });
+            }
+            _ => scheduler.restrict(&t.service_id, |_| false),
+        }
+    }
+}
+
 /// Assigns every pending task that fits somewhere; records why the others wait.
 pub fn reconcile(state: &State, now: Timestamp) -> Plan {
     let pending: Vec<&Task> = state.tasks().filter(|t| is_pending(t)).collect();
@@ -370,6 +428,7 @@ pub fn reconcile(state: &State, now: Timestamp) -> Plan {
         return plan;
     }
     let mut scheduler = Scheduler::new(state.nodes(), state.tasks());
+    restrict_to_owners(&mut scheduler, state, &pending);
     let results = scheduler.place(pending.iter().copied());
     for (t, (_, result)) in pending.into_iter().zip(results) {
         match result {
@@ -528,6 +587,106 @@ mod tests {
         // A new pass counts the assigned tasks' reservations: still no room.
         let plan = reconcile(&w.state, at(2));
         assert!(plan.ops.is_empty(), "the unchanged reason is not rewritten");
+    }
+
+    #[test]
+    fn a_service_lands_only_where_its_owner_may_schedule() {
+        use api::auth::{Collection, Grant, Subject, User};
+        let mut w = World::new();
+        for n in ["w1", "w2", "m1"] {
+            w.add_node(n);
+        }
+        w.update_node("w2", |n| {
+            n.spec
+                .labels
+                .insert(api::auth::COLLECTION_LABEL.into(), "/Shared/gpu".into());
+        });
+        w.update_node("m1", |n| n.spec.role = NodeRole::Manager);
+        for (id, path) in [
+            ("c0", "/"),
+            ("c1", "/System"),
+            ("c2", "/Shared"),
+            ("c3", "/Shared/gpu"),
+        ] {
+            w.create(
+                T0,
+                Collection {
+                    meta: Meta::new(id),
+                    path: path.into(),
+                },
+            );
+        }
+        let user = |id: &str, admin: bool| User {
+            meta: Meta::new(id),
+            name: id.into(),
+            full_name: String::new(),
+            admin,
+            disabled: false,
+            password_hash: None,
+            source: Default::default(),
+            locked_until: None,
+        };
+        w.create(T0, user("alice", false));
+        w.create(T0, user("root", true));
+        w.create(T0, user("bob", false));
+        // alice may schedule on /Shared/gpu only; bob nowhere.
+        w.create(
+            T0,
+            Grant {
+                meta: Meta::new("g1"),
+                subject: Subject::User("alice".into()),
+                role: "Scheduler".into(),
+                collection: "/Shared/gpu".into(),
+            },
+        );
+        let owned = |id: &str, owner: Option<&str>| {
+            let mut svc = replicated(id, 4);
+            if let Some(o) = owner {
+                svc.spec
+                    .labels
+                    .insert(api::auth::OWNER_LABEL.into(), o.into());
+            }
+            svc
+        };
+        for (id, owner) in [
+            ("a", Some("alice")),
+            ("r", Some("root")),
+            ("b", Some("bob")),
+            ("gone", Some("carol")),
+            ("old", None),
+        ] {
+            let svc = owned(id, owner);
+            w.create(T0, svc.clone());
+            pending(&mut w, &svc, 4);
+        }
+        schedule(&mut w);
+        assert_eq!(placement(&w, "a"), BTreeMap::from([("w2".to_string(), 4)]));
+        // An admin's service, and one from before access control, go anywhere.
+        assert_eq!(placement(&w, "r").len(), 3);
+        assert_eq!(placement(&w, "old").len(), 3);
+        for id in ["b", "gone"] {
+            let tasks = w.tasks(id);
+            assert!(tasks.iter().all(|t| t.node_id.is_none()), "{id}");
+            assert_eq!(
+                tasks[0].status.err.as_deref(),
+                Some("no suitable node (the service's owner may not schedule on 3 nodes)"),
+                "{id}"
+            );
+        }
+        // A grant on /Shared reaches the plain worker too, never the manager.
+        w.create(
+            T0,
+            Grant {
+                meta: Meta::new("g2"),
+                subject: Subject::User("bob".into()),
+                role: "Scheduler".into(),
+                collection: "/".into(),
+            },
+        );
+        schedule(&mut w);
+        let b = placement(&w, "b");
+        assert_eq!(b.values().sum::<usize>(), 4);
+        assert!(!b.contains_key("m1"), "{b:?}");
     }
 
     #[test]

@@ -270,3 +270,38 @@ fn a_grant_of_an_unknown_role_allows_nothing() {
         assert!(!a.allows("alice", op, "/Shared"), "{op}");
     }
 }
+
+#[test]
+fn one_users_authorizer_decides_as_the_whole_one_for_that_user() {
+    let mut s = base();
+    apply(
+        &mut s,
+        vec![
+            grant("g1", Subject::User("alice".into()), "View Only", "/Shared"),
+            grant(
+                "g2",
+                Subject::Team("web".into()),
+                "Scheduler",
+                "/Shared/web",
+            ),
+            grant("g3", Subject::User("bob".into()), "Full Control", "/Shared"),
+        ],
+    );
+    let whole = Authorizer::new(&s);
+    for user in ["alice", "bob", "admin", "nobody"] {
+        let one = Authorizer::for_user(&s, user);
+        for op in Operation::all() {
+            for c in ["/", "/Shared", "/Shared/web", "/Shared/web/x", "/System"] {
+                assert_eq!(
+                    one.allows(user, op, c),
+                    whole.allows(user, op, c),
+                    "{user} {op} {c}"
+                );
+            }
+        }
+        // It knows nobody else.
+        if user != "bob" {
+            assert!(!one.allows("bob", Operation::named("service.view"), "/Shared"));
+        }
+    }
+}

@@ -74,8 +74,12 @@ fn place(
         })?;
     }
     spec.labels.insert(COLLECTION_LABEL.into(), wanted);
-    let owner = match previous {
-        Some(p) => p.labels.get(auth::scope::OWNER_LABEL).cloned(),
+    // The owner stays the creator while that user exists; whoever changes
+    // a service whose owner is gone takes it over.
+    let owner = match previous.and_then(|p| p.labels.get(auth::scope::OWNER_LABEL)) {
+        Some(o) if s.auth_by_key(&api::auth::account_key(o)).is_some() => Some(o.clone()),
+        Some(_) => Some(caller.name.clone()),
+        None if previous.is_some() => None,
         None => Some(caller.name.clone()),
     };
     match owner {
