@@ -74,13 +74,15 @@ fn place(
         })?;
     }
     spec.labels.insert(COLLECTION_LABEL.into(), wanted);
+    // The admin token of a cluster without users is no user: it owns nothing.
+    let caller_owner = (!caller.user_id.is_empty()).then(|| caller.name.clone());
     // The owner stays the creator while that user exists; whoever changes
     // a service whose owner is gone takes it over.
     let owner = match previous.and_then(|p| p.labels.get(auth::scope::OWNER_LABEL)) {
         Some(o) if s.auth_by_key(&api::auth::account_key(o)).is_some() => Some(o.clone()),
-        Some(_) => Some(caller.name.clone()),
+        Some(_) => caller_owner,
         None if previous.is_some() => None,
-        None => Some(caller.name.clone()),
+        None => caller_owner,
     };
     match owner {
         Some(o) => spec.labels.insert(auth::scope::OWNER_LABEL.into(), o),
