@@ -6,6 +6,7 @@
 #   slapd     OpenLDAP's server, which the auth worker's tests start on their
 #             own port and directory (crates/authworker/tests/it/slapd.rs)
 #   ldap-utils  ldapsearch and friends, to look into such a directory by hand
+#   curl, unzip  a client bundle used as its docs say (crates/berth/tests/it/identity.rs)
 # Idempotent: with everything present it installs nothing, and then needs no
 # root. `.ci/run` calls it before the tests.
 set -euo pipefail
@@ -17,6 +18,8 @@ needs=(
   "ss iproute2"
   "slapd slapd"
   "ldapsearch ldap-utils"
+  "curl curl"
+  "unzip unzip"
 )
 
 # Found in PATH or in the sbin directories a non-root PATH often lacks.

@@ -9,6 +9,7 @@ mod binary;
 mod certs;
 mod cluster;
 mod conventions;
+mod identity;
 mod leave;
 mod lifecycle;
 mod multiproc;
