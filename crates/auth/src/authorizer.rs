@@ -156,6 +156,21 @@ pub struct AuthorizerCache {
 }
 
 impl AuthorizerCache {
+    /// Keeps `a` unless the cache holds one of a later state already (a
+    /// background rebuild finishing after a request rebuilt a newer one).
+    pub fn offer(&self, a: Arc<Authorizer>) {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if current.as_ref().is_none_or(|c| c.auth_index < a.auth_index) {
+            *current = Some(a);
+        }
+    }
+
+    /// The `auth_index` of the authorizer held, if any.
+    pub fn index(&self) -> Option<u64> {
+        let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        current.as_ref().map(|a| a.auth_index)
+    }
+
     pub fn get(&self, state: &State) -> Arc<Authorizer> {
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         match &*current {

@@ -305,3 +305,21 @@ fn one_users_authorizer_decides_as_the_whole_one_for_that_user() {
         }
     }
 }
+
+#[test]
+fn the_cache_keeps_the_newest_authorizer_offered() {
+    let mut s = base();
+    let cache = AuthorizerCache::default();
+    assert_eq!(cache.index(), None);
+    let old = Arc::new(Authorizer::new(&s));
+    apply(
+        &mut s,
+        vec![grant("g9", Subject::User("alice".into()), "View Only", "/")],
+    );
+    let new = Arc::new(Authorizer::new(&s));
+    assert!(new.auth_index() > old.auth_index());
+    cache.offer(new.clone());
+    cache.offer(old); // a slower, older rebuild finishing last
+    assert_eq!(cache.index(), Some(new.auth_index()));
+    assert!(Arc::ptr_eq(&cache.get(&s), &new));
+}

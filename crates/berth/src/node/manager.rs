@@ -396,6 +396,7 @@ impl ManagerParts {
             worker: worker.clone(),
         }));
         self.auth_worker = Some(worker);
+        self.chores.push(controller::spawn_authz_refresh(&state));
         let audit_dir = cfg.data_dir.join("audit");
         match controller::audit::AuditLog::open(
             &audit_dir,
