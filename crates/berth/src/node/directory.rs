@@ -10,7 +10,9 @@ pub(super) struct LdapDirectory {
 }
 
 fn unreachable(e: authworker::DirectoryError) -> ApiError {
-    ApiError::Unavailable(format!("the LDAP directory could not check the password: {e}"))
+    ApiError::Unavailable(format!(
+        "the LDAP directory could not check the password: {e}"
+    ))
 }
 
 #[async_trait::async_trait]
@@ -34,9 +36,11 @@ impl controller::Directory for LdapDirectory {
             Ok(user) => Ok(Some(user)),
             // The password was right, but the name is not (or not yet) a
             // berth user this directory may sign in: as a wrong password.
-            Err(e @ (authworker::ProvisionError::JitDisabled { .. }
-            | authworker::ProvisionError::NameTaken { .. }
-            | authworker::ProvisionError::BadName(_))) => {
+            Err(
+                e @ (authworker::ProvisionError::JitDisabled { .. }
+                | authworker::ProvisionError::NameTaken { .. }
+                | authworker::ProvisionError::BadName(_)),
+            ) => {
                 tracing::info!(user = %name, reason = %e, "LDAP login not admitted");
                 Ok(None)
             }
@@ -46,7 +50,9 @@ impl controller::Directory for LdapDirectory {
 
     async fn sync(&self, dry_run: bool) -> Result<serde_json::Value, ApiError> {
         match self.worker.sync_now(dry_run).await {
-            Ok(report) => serde_json::to_value(report).map_err(|e| ApiError::Internal(e.to_string())),
+            Ok(report) => {
+                serde_json::to_value(report).map_err(|e| ApiError::Internal(e.to_string()))
+            }
             Err(authworker::SyncError::NotConfigured) => Err(ApiError::bad(
                 "ldap",
                 "LDAP is not configured: set it with `berth auth ldap set`",

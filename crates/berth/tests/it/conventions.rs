@@ -91,9 +91,19 @@ fn dependencies_point_one_way() {
         // controller only through its `Directory` trait.
         (
             "auth",
-            &["store", "manager", "agent", "controller", "berth", "authworker"][..],
+            &[
+                "store",
+                "manager",
+                "agent",
+                "controller",
+                "berth",
+                "authworker",
+            ][..],
         ),
-        ("authworker", &["manager", "agent", "controller", "berth"][..]),
+        (
+            "authworker",
+            &["manager", "agent", "controller", "berth"][..],
+        ),
     ] {
         let deps = dependencies(krate);
         for f in forbidden {
