@@ -168,10 +168,11 @@ fn identify(
         let hash = token_hash(secret);
         if constant_time_eq(&hash, &app.admin_token_sha256) {
             let admin = match state.auth_by_key(&api::auth::account_key(ADMIN_USER)) {
-                Some(Object::User(u)) if u.admin => u.clone(),
+                // As it is now: demoted or disabled, the token is too.
+                Some(Object::User(u)) => u.clone(),
                 // A cluster founded before users existed: the token is a
-                // superuser of its own.
-                _ => User {
+                // superuser of its own until the first user is made.
+                _ if state.auth_objects(Kind::User).next().is_none() => User {
                     meta: api::Meta::new(""),
                     name: ADMIN_USER.into(),
                     full_name: String::new(),
@@ -181,6 +182,11 @@ fn identify(
                     source: Default::default(),
                     locked_until: None,
                 },
+                _ => {
+                    return Err(refused(
+                        "the admin token's user (admin) was removed: log in as another admin",
+                    ))
+                }
             };
             return Ok((admin, Credential::AdminToken, None));
         }

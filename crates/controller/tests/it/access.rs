@@ -747,3 +747,40 @@ async fn the_audit_log_keeps_allowed_and_denied_writes_and_never_a_password() {
     assert!(!files.contains("kims-secret-password") && !files.contains("not-his-password"));
     let _ = store;
 }
+
+#[tokio::test]
+async fn the_admin_token_is_the_admin_user_as_it_is_now() {
+    let (app, _store, _dir) = app().await;
+    admin_post(
+        &app,
+        "/api/v1/users",
+        json!({"name": "other", "admin": true, "password": "other-password"}),
+    )
+    .await;
+    let other = login(&app, "other", "other-password").await;
+    // Demoted: the token is no admin any more.
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/api/v1/users/admin/update",
+        Some(json!({"admin": false})),
+        Some(&other),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = call(
+        &app,
+        "GET",
+        "/api/v1/cluster/join-tokens",
+        None,
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Removed: refused, rather than a superuser of its own again.
+    let (s, _) = call(&app, "DELETE", "/api/v1/users/admin", None, Some(&other)).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, e) = call(&app, "GET", "/api/v1/auth/whoami", None, Some(TOKEN)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("removed"), "{e}");
+}

@@ -39,6 +39,19 @@ async fn app() -> (axum::Router, store::Store, tempfile::TempDir) {
         Arc::new(NoLogs),
         controller::authn::token_hash(TOKEN),
     );
+    // As `berth up` makes it: the admin token acts as this user.
+    let admin = api::auth::User {
+        meta: api::Meta::new(api::new_id()),
+        name: "admin".into(),
+        full_name: String::new(),
+        admin: true,
+        disabled: false,
+        password_hash: None,
+        source: Default::default(),
+        locked_until: None,
+    };
+    let ops = store.view(|s| controller::new_user_ops(s, admin));
+    store.update(ops).await.unwrap();
     state.audit = Some(
         controller::audit::AuditLog::open(&dir.path().join("audit"), "m1".into(), 1 << 20, 3)
             .unwrap(),
