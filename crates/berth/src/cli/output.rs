@@ -44,6 +44,29 @@ pub fn ago(t: api::Timestamp) -> String {
     format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
 }
 
+/// "yes" or "no", for a flag in a table.
+pub fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// A time, or `none` when there is none (a token that never expires).
+pub fn time_or(t: Option<api::Timestamp>, none: &str) -> String {
+    t.map(|t| t.to_string()).unwrap_or_else(|| none.to_string())
+}
+
+/// `Key:  value` lines, the values aligned, for one object shown to a human.
+pub fn fields(lines: &[(&str, String)]) -> String {
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    lines
+        .iter()
+        .map(|(k, v)| format!("{:<width$} {v}\n", format!("{k}:")))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
