@@ -4,6 +4,7 @@
 // In tests an unwrap is an assertion.
 #![allow(clippy::unwrap_used)]
 
+mod access;
 mod api_errors;
 mod binary;
 mod certs;
