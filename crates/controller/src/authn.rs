@@ -193,7 +193,7 @@ fn identify(
         let key = api::auth::token_secret_key(&hex::encode(hash));
         let Some(Object::Token(t)) = state.auth_by_key(&key) else {
             return Err(refused(
-                "the token is not valid (unknown, revoked, or its session ended): log in again",
+                "the token is not valid (unknown, revoked, or its session ended)",
             ));
         };
         if t.expires_at.is_some_and(|e| e <= now) {

@@ -393,3 +393,26 @@ pub struct WhoAmI {
     /// `session`, `api_token`, `bundle` or `admin_token`.
     pub credential: String,
 }
+
+/// `POST /api/v1/bundles`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBundle {
+    /// Unique among the caller's bundles [default: bundle-<short id>].
+    #[serde(default)]
+    pub label: Option<String>,
+    /// `ucp` (default: every file at the top, to unzip and `source env.sh`)
+    /// or `docker-context` (only what `docker context import` accepts).
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BundleView {
+    pub id: String,
+    pub label: String,
+    pub user: String,
+    pub created_at: api::Timestamp,
+    pub expires_at: api::Timestamp,
+    pub public_key_sha256: String,
+}

@@ -7,7 +7,7 @@ use super::output::{self, Format};
 use crate::client::{encode, query, Client};
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use serde::{Deserialize, Serialize};
+use controller::wire::{BundleView, CreateBundle};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
@@ -48,31 +48,6 @@ pub enum BundleCommand {
     },
 }
 
-/// `POST /api/v1/bundles` (the controller's handler type, which is not
-/// among its public wire types).
-#[derive(Debug, Serialize)]
-struct CreateBundle {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    label: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    format: Option<&'static str>,
-}
-
-/// A bundle as `GET /api/v1/bundles` lists it (likewise).
-#[derive(Debug, Serialize, Deserialize)]
-struct BundleView {
-    #[serde(default)]
-    id: String,
-    #[serde(default)]
-    label: String,
-    #[serde(default)]
-    user: String,
-    #[serde(default)]
-    created_at: Option<api::Timestamp>,
-    #[serde(default)]
-    expires_at: Option<api::Timestamp>,
-}
-
 pub async fn run(cmd: BundleCommand, c: &Client) -> anyhow::Result<ExitCode> {
     match cmd {
         BundleCommand::Create {
@@ -89,7 +64,7 @@ pub async fn run(cmd: BundleCommand, c: &Client) -> anyhow::Result<ExitCode> {
                     "/api/v1/bundles",
                     &CreateBundle {
                         label,
-                        format: docker_context.then_some("docker-context"),
+                        format: docker_context.then(|| "docker-context".to_string()),
                     },
                 )
                 .await?;
@@ -139,8 +114,8 @@ pub async fn run(cmd: BundleCommand, c: &Client) -> anyhow::Result<ExitCode> {
                         vec![
                             b.label.clone(),
                             b.user.clone(),
-                            b.created_at.map(output::ago).unwrap_or_default(),
-                            output::time_or(b.expires_at, ""),
+                            output::ago(b.created_at),
+                            output::time_or(Some(b.expires_at), ""),
                             b.id.clone(),
                         ]
                     })

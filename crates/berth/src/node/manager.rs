@@ -570,6 +570,15 @@ async fn record_manager_status(store: store::Store, node_id: String, status: api
     tracing::warn!("could not record this manager's addresses in its node record");
 }
 
+/// Whether a credentials file is for the cluster whose roots are `trust_pem`.
+fn same_cluster(creds: &Credentials, trust_pem: &str) -> bool {
+    trust_pem
+        .split_inclusive("-----END CERTIFICATE-----")
+        .map(str::trim)
+        .filter(|b| b.starts_with("-----BEGIN"))
+        .any(|b| creds.ca_pem.contains(b))
+}
+
 /// The audit log rotates at this size and keeps this many files (80 MiB in all).
 const AUDIT_FILE_BYTES: u64 = 16 << 20;
 const AUDIT_FILES: usize = 5;
@@ -685,6 +694,10 @@ async fn admin_credentials(
             }
             Ok(Some(creds))
         }
+        // A file holding another credential (a user logged in from the
+        // founder's account) is theirs: kept, and the admin token stays
+        // as it is (the admin can log in with its password).
+        Some(c) if founder && !known.is_empty() && same_cluster(&c, trust_pem) => Ok(None),
         _ if founder => {
             let token = format!("berth-admin-{}", hex::encode(rand::random::<[u8; 32]>()));
             let hash = hex::encode(controller::authn::token_hash(&token));

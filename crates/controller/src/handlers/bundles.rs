@@ -9,6 +9,7 @@ use super::identity::check_name;
 use super::parse_json;
 use crate::authn::Caller;
 use crate::bundle::{self, BundleFiles};
+use crate::wire::{BundleView, CreateBundle};
 use crate::{error::ApiError, AppState};
 use api::auth::{bundle_label_key, ClientBundle};
 use api::{Kind, Object, Op, Timestamp};
@@ -17,30 +18,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::{Deserialize, Serialize};
-
-/// `POST /api/v1/bundles`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateBundle {
-    /// Unique among the caller's bundles [default: bundle-<short id>].
-    #[serde(default)]
-    pub label: Option<String>,
-    /// `ucp` (default: every file at the top, to unzip and `source env.sh`)
-    /// or `docker-context` (only what `docker context import` accepts).
-    #[serde(default)]
-    pub format: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct BundleView {
-    pub id: String,
-    pub label: String,
-    pub user: String,
-    pub created_at: Timestamp,
-    pub expires_at: Timestamp,
-    pub public_key_sha256: String,
-}
+use serde::Deserialize;
 
 fn view(s: &api::State, b: &ClientBundle) -> BundleView {
     BundleView {
