@@ -260,13 +260,14 @@ pub async fn authenticate(
 ) -> Result<Response, ApiError> {
     let now = Timestamp::now();
     let peer = req.extensions().get::<Peer>().cloned();
-    let found = app.store.view(|s| {
-        identify(&app, s, bearer(&req), peer.as_ref(), now).map(|(user, cred, token)| {
-            let settings = s.cluster().map(|c| c.auth.clone()).unwrap_or_default();
-            (user, cred, token, app.authz.get(s), settings)
-        })
-    });
-    let (user, credential, token, authz, settings) = found?;
+    // A copy of the state (a few reference counts), so that a rebuild of
+    // the decisions, when this request is the first after a change, does
+    // not hold the store's lock.
+    let s = app.store.view(|s| s.clone());
+    let (user, credential, token) = identify(&app, &s, bearer(&req), peer.as_ref(), now)?;
+    let settings = s.cluster().map(|c| c.auth.clone()).unwrap_or_default();
+    let authz = app.authz.get(&s);
+    drop(s);
     if user.disabled {
         return Err(ApiError::Unauthenticated(format!(
             "user {} is disabled",
