@@ -152,6 +152,49 @@ async fn a_bundle_signs_in_with_curl_until_it_is_removed() {
     );
     assert_eq!(s, 409);
 
+    // The docker-context form is what `docker context import` takes.
+    let ctx = out.path().join("alice-ctx.zip");
+    let status = Command::new("curl")
+        .args(["-s", "--max-time", "20", "--cacert"])
+        .arg(&ca)
+        .args(["-H", &session, "-H", "content-type: application/json"])
+        .args([
+            "-d",
+            r#"{"label": "ctx", "format": "docker-context"}"#,
+            "-o",
+        ])
+        .arg(&ctx)
+        .args(["-w", "%{http_code}"])
+        .arg(format!("https://127.0.0.1:{}/api/v1/bundles", addr.port()))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&status.stdout), "201");
+    if Command::new("docker").arg("--version").output().is_ok() {
+        let config = tempfile::tempdir().unwrap();
+        let docker = |args: &[&str]| {
+            Command::new("docker")
+                .env("DOCKER_CONFIG", config.path())
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let imported = docker(&["context", "import", "alice-ctx", ctx.to_str().unwrap()]);
+        assert!(
+            imported.status.success(),
+            "{}",
+            String::from_utf8_lossy(&imported.stderr)
+        );
+        let shown = docker(&["context", "inspect", "alice-ctx"]);
+        let shown = String::from_utf8_lossy(&shown.stdout);
+        assert!(
+            shown.contains(&format!("tcp://{}", node.node.api_addr().unwrap()))
+                || shown.contains(&format!(":{}", addr.port())),
+            "{shown}"
+        );
+    } else {
+        eprintln!("SKIPPED: docker context import of a bundle: no docker CLI on this machine");
+    }
+
     // Disabled: refused at once, bundle or not.
     let (s, _) = curl(
         &node,
