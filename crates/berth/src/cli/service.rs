@@ -612,6 +612,13 @@ async fn ps(
     Ok(ExitCode::SUCCESS)
 }
 
+fn print_line(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    out.flush()
+}
+
 async fn logs(
     c: &Client,
     service: &str,
@@ -676,15 +683,22 @@ async fn logs(
                 .get(l.task_id.as_str())
                 .cloned()
                 .unwrap_or_else(|| api::id::short(&l.task_id).to_string());
-            if timestamps {
-                println!(
+            let text = if timestamps {
+                format!(
                     "{} {name}.{} | {}",
                     l.time,
                     api::id::short(&l.task_id),
                     l.line
-                );
+                )
             } else {
-                println!("{name}.{} | {}", api::id::short(&l.task_id), l.line);
+                format!("{name}.{} | {}", api::id::short(&l.task_id), l.line)
+            };
+            // A reader that went away (`| head`) ends the command quietly.
+            if let Err(e) = print_line(&text) {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                return Err(e).context("writing the logs to stdout");
             }
             if Some(l.time) != newest {
                 newest = Some(l.time);
