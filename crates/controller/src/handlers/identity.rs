@@ -213,6 +213,10 @@ pub async fn create_user(
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
     let req: CreateUser = parse_json(&body)?;
     caller.require(Operation::named("user.create"), ROOT_COLLECTION)?;
+    if req.admin {
+        // A role may let one make users, never make admins.
+        caller.require_admin("make an admin")?;
+    }
     check_name("name", &req.name)?;
     let password_hash = match req.password {
         Some(p) => {
@@ -269,7 +273,8 @@ pub async fn update_user(
     if let Some(f) = req.full_name {
         user.full_name = f;
     }
-    if let Some(a) = req.admin {
+    if let Some(a) = req.admin.filter(|a| *a != user.admin) {
+        caller.require_admin("grant or take away admin rights")?;
         user.admin = a;
     }
     if let Some(d) = req.disabled {

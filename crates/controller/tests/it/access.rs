@@ -640,6 +640,57 @@ async fn bad_inputs_are_clear_4xx_and_write_nothing() {
     assert_eq!(s, StatusCode::CONFLICT);
     let (s, _) = call(&app, "POST", "/api/v1/grants", Some(json!({"subject_kind": "user", "subject": "frank", "role": "deployer", "collection": "/Shared/busy"})), Some(TOKEN)).await;
     assert_eq!(s, StatusCode::CONFLICT, "a duplicate grant");
+
+    // A custom role may let one manage users, never make an admin.
+    admin_post(
+        &app,
+        "/api/v1/roles",
+        json!({"name": "hr", "operations": ["user.create", "user.update"]}),
+    )
+    .await;
+    let hr = user_with_token(&app, "hilda").await;
+    admin_post(
+        &app,
+        "/api/v1/grants",
+        json!({"subject_kind": "user", "subject": "hilda", "role": "hr", "collection": "/"}),
+    )
+    .await;
+    let (s, e) = call(
+        &app,
+        "POST",
+        "/api/v1/users",
+        Some(json!({"name": "newbie"})),
+        Some(&hr),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{e}");
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/api/v1/users",
+        Some(json!({"name": "boss", "admin": true})),
+        Some(&hr),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/api/v1/users/newbie/update",
+        Some(json!({"admin": true})),
+        Some(&hr),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/api/v1/users/hilda/update",
+        Some(json!({"admin": true})),
+        Some(&hr),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "nor herself");
 }
 
 #[tokio::test]
