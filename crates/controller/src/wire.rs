@@ -82,6 +82,10 @@ pub struct ClusterSettings {
     #[schema(value_type = String)]
     #[serde(with = "api::duration")]
     pub cert_expiry: std::time::Duration,
+    /// How often the leader replaces the gossip network's key ("12h"; "0s": never).
+    #[schema(value_type = String)]
+    #[serde(with = "api::duration", default)]
+    pub gossip_key_rotation: std::time::Duration,
 }
 
 /// `POST /api/v1/cluster/update`: the settings to change; the others stay.
@@ -99,6 +103,9 @@ pub struct UpdateCluster {
     /// Human text ("2160h"); at least 1h (Swarm's minimum), at most 10 years.
     #[serde(default)]
     pub cert_expiry: Option<String>,
+    /// Human text ("12h"); "0" never rotates; otherwise at least 10m, at most a year.
+    #[serde(default)]
+    pub gossip_key_rotation: Option<String>,
 }
 
 /// `GET /api/v1/cluster/ca`: the cluster root CA, and the progress of a

@@ -25,6 +25,10 @@ pub enum ClusterCommand {
         /// Terminated tasks kept per slot for `service ps`.
         #[arg(long)]
         task_history_limit: Option<u64>,
+        /// How often the leader replaces the gossip network's key, e.g. 12h
+        /// (10m to 1 year; 0 never rotates).
+        #[arg(long)]
+        gossip_key_rotation: Option<String>,
     },
 }
 
@@ -38,13 +42,15 @@ pub async fn run(cmd: ClusterCommand, c: &Client) -> anyhow::Result<ExitCode> {
             cert_expiry,
             dispatcher_heartbeat,
             task_history_limit,
+            gossip_key_rotation,
         } => {
             if cert_expiry.is_none()
                 && dispatcher_heartbeat.is_none()
                 && task_history_limit.is_none()
+                && gossip_key_rotation.is_none()
             {
                 anyhow::bail!(
-                    "nothing to change: give --cert-expiry, --dispatcher-heartbeat or --task-history-limit"
+                    "nothing to change: give --cert-expiry, --dispatcher-heartbeat, --task-history-limit or --gossip-key-rotation"
                 );
             }
             let req = UpdateCluster {
@@ -52,6 +58,7 @@ pub async fn run(cmd: ClusterCommand, c: &Client) -> anyhow::Result<ExitCode> {
                 task_history_limit,
                 dispatcher_heartbeat,
                 cert_expiry,
+                gossip_key_rotation,
             };
             let _: ClusterSettings = c.post("/api/v1/cluster/update", &req).await?;
             println!("Cluster updated.");

@@ -214,6 +214,7 @@ fn settings(app: &AppState) -> Result<ClusterSettings, ApiError> {
                 task_history_limit: c.task_history_limit,
                 dispatcher_heartbeat: c.heartbeat_period,
                 cert_expiry: c.node_cert_validity,
+                gossip_key_rotation: c.gossip_key_rotation,
             })
         })
         .ok_or_else(|| ApiError::Unavailable("the store holds no cluster".into()))
@@ -278,6 +279,21 @@ pub async fn update(
             )
         })
         .transpose()?;
+    // Zero never rotates; otherwise long enough for the three steps of a
+    // rotation, a grace apart (the manager's grace is a quarter of it at most).
+    let rotation = req
+        .gossip_key_rotation
+        .as_deref()
+        .map(|t| match api::duration::parse(t) {
+            Ok(d) if d.is_zero() => Ok(d),
+            _ => bounded(
+                "gossip_key_rotation",
+                t,
+                Duration::from_secs(10 * 60),
+                Duration::from_secs(365 * 24 * 3600),
+            ),
+        })
+        .transpose()?;
     if let Some(n) = req.task_history_limit {
         if n > 1000 {
             return Err(ApiError::bad(
@@ -305,6 +321,9 @@ pub async fn update(
     }
     if let Some(n) = req.task_history_limit {
         cluster.task_history_limit = n;
+    }
+    if let Some(r) = rotation {
+        cluster.gossip_key_rotation = r;
     }
     match app.store.update(vec![Op::Update(cluster.into())]).await {
         Ok(_) => settings(&app).map(Json),

@@ -267,6 +267,11 @@ async fn cluster_settings_are_read_and_changed_and_bad_ones_write_nothing() {
         ),
         (json!({"task_history_limit": 5000}), "task_history_limit"),
         (json!({"heartbeat": "5s"}), "heartbeat"),
+        (json!({"gossip_key_rotation": "1m"}), "gossip_key_rotation"),
+        (
+            json!({"gossip_key_rotation": "often"}),
+            "gossip_key_rotation",
+        ),
     ] {
         let (status, err) = call(
             &app,
@@ -309,4 +314,23 @@ async fn cluster_settings_are_read_and_changed_and_bad_ones_write_nothing() {
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT);
+    // The gossip key's rotation: a period, or never.
+    assert_eq!(after["gossip_key_rotation"], "12h");
+    for (text, shown, secs) in [("30m", "30m", 1800), ("0", "0s", 0)] {
+        let (status, v) = call(
+            &app,
+            "POST",
+            "/api/v1/cluster/update",
+            Some(json!({"gossip_key_rotation": text})),
+            Some(TOKEN),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["gossip_key_rotation"], shown);
+        let stored = store.view(|s| s.cluster().cloned()).unwrap();
+        assert_eq!(
+            stored.gossip_key_rotation,
+            std::time::Duration::from_secs(secs)
+        );
+    }
 }
