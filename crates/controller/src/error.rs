@@ -30,9 +30,13 @@ pub enum ApiError {
     /// A name in use, or a stale version: the client re-reads and retries.
     #[error("{0}")]
     Conflict(String),
-    /// No leader, lost quorum, shutting down: retryable.
+    /// No leader, lost quorum, shutting down: retryable; nothing was written.
     #[error("{0}")]
     Unavailable(String),
+    /// The write was proposed and its answer lost: it may still be applied
+    /// (503 with `outcome_unknown: true`; re-read before retrying).
+    #[error("{0}")]
+    OutcomeUnknown(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -43,6 +47,10 @@ pub struct ErrorBody {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// On a 503: the write may still be applied (it was proposed, and its
+    /// answer was lost), so read before writing again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub outcome_unknown: bool,
 }
 
 impl ApiError {
@@ -61,7 +69,9 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::OutcomeUnknown(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -86,10 +96,9 @@ impl From<store::StoreError> for ApiError {
                 | ApplyError::NameTaken { .. }
                 | ApplyError::Conflict { .. } => ApiError::Conflict(a.to_string()),
             },
-            // The text says whether the write may still be applied.
-            e @ (store::StoreError::Unavailable(_) | store::StoreError::OutcomeUnknown(_)) => {
-                ApiError::Unavailable(e.to_string())
-            }
+            e @ store::StoreError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
+            // The text says so too.
+            e @ store::StoreError::OutcomeUnknown(_) => ApiError::OutcomeUnknown(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -98,6 +107,7 @@ impl From<store::StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let outcome_unknown = matches!(self, ApiError::OutcomeUnknown(_));
         let retry_after = match &self {
             ApiError::TooManyRequests { retry_after, .. } => Some(*retry_after),
             _ => None,
@@ -110,7 +120,15 @@ impl IntoResponse for ApiError {
             }
             other => (other.to_string(), None),
         };
-        let mut resp = (status, axum::Json(ErrorBody { message, field })).into_response();
+        let mut resp = (
+            status,
+            axum::Json(ErrorBody {
+                message,
+                field,
+                outcome_unknown,
+            }),
+        )
+            .into_response();
         if let Some(secs) = retry_after {
             if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
                 resp.headers_mut()
@@ -124,5 +142,29 @@ impl IntoResponse for ApiError {
             );
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(e: ApiError) -> (StatusCode, serde_json::Value) {
+        let resp = e.into_response();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap_or_default();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn a_lost_answer_says_the_write_may_be_applied_and_a_refusal_does_not() {
+        let (s, b) = body_of(store::StoreError::OutcomeUnknown("lost".into()).into()).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(b["outcome_unknown"], true, "{b}");
+        let (s, b) = body_of(store::StoreError::Unavailable("no leader".into()).into()).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(b.get("outcome_unknown").is_none(), "{b}");
     }
 }
