@@ -239,8 +239,8 @@ fn identify(
 }
 
 /// The bearer secret of a request, if any.
-pub fn bearer(req: &Request) -> Option<&str> {
-    req.headers()
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
@@ -248,6 +248,30 @@ pub fn bearer(req: &Request) -> Option<&str> {
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim)
+}
+
+/// Who presents `bearer` (or the certificate in `peer`) now: the whole of
+/// a request's authentication, with the decisions it will be authorized
+/// by. The session's token comes back too, for its renewal.
+pub fn caller_of(
+    app: &AppState,
+    bearer: Option<&str>,
+    peer: Option<&Peer>,
+    now: Timestamp,
+) -> Result<(Caller, Option<api::auth::Token>), ApiError> {
+    // A copy of the state (a few reference counts), so that a rebuild of
+    // the decisions, when this request is the first after a change, does
+    // not hold the store's lock.
+    let s = app.store.view(|s| s.clone());
+    let (user, credential, token) = identify(app, &s, bearer, peer, now)?;
+    if user.disabled {
+        return Err(ApiError::Unauthenticated(format!(
+            "user {} is disabled",
+            user.name
+        )));
+    }
+    let authz = app.authz.get(&s);
+    Ok((Caller::for_user(&user, authz, credential), token))
 }
 
 /// Middleware: puts the request's [`Caller`] in its extensions, or answers
@@ -260,28 +284,19 @@ pub async fn authenticate(
 ) -> Result<Response, ApiError> {
     let now = Timestamp::now();
     let peer = req.extensions().get::<Peer>().cloned();
-    // A copy of the state (a few reference counts), so that a rebuild of
-    // the decisions, when this request is the first after a change, does
-    // not hold the store's lock.
-    let s = app.store.view(|s| s.clone());
-    let (user, credential, token) = identify(&app, &s, bearer(&req), peer.as_ref(), now)?;
-    let settings = s.cluster().map(|c| c.auth.clone()).unwrap_or_default();
-    let authz = app.authz.get(&s);
-    drop(s);
-    if user.disabled {
-        return Err(ApiError::Unauthenticated(format!(
-            "user {} is disabled",
-            user.name
-        )));
-    }
+    let (caller, token) = caller_of(&app, bearer(req.headers()), peer.as_ref(), now)?;
     if let Some(t) = token.filter(|t| t.purpose == TokenPurpose::Session) {
+        let settings = app
+            .store
+            .view(|s| s.cluster().map(|c| c.auth.clone()))
+            .unwrap_or_default();
         renew_if_due(&app, t, &settings, now);
     }
-    req.extensions_mut()
-        .insert(Caller::for_user(&user, authz, credential));
+    let name = caller.name.clone();
+    req.extensions_mut().insert(caller);
     let mut resp = next.run(req).await;
     // The audit log (outside this layer) learns who it was.
-    resp.extensions_mut().insert(CallerName(user.name));
+    resp.extensions_mut().insert(CallerName(name));
     Ok(resp)
 }
 
