@@ -7,6 +7,8 @@
 #             own port and directory (crates/authworker/tests/it/slapd.rs)
 #   ldap-utils  ldapsearch and friends, to look into such a directory by hand
 #   curl, unzip  a client bundle used as its docs say (crates/berth/tests/it/identity.rs)
+#   skopeo, umoci  real registry clients: umoci builds an OCI image layout,
+#             skopeo pushes and pulls it (crates/registry/tests/it/clients.rs)
 # Idempotent: with everything present it installs nothing, and then needs no
 # root. `.ci/run` calls it before the tests.
 set -euo pipefail
@@ -20,6 +22,8 @@ needs=(
   "ldapsearch ldap-utils"
   "curl curl"
   "unzip unzip"
+  "skopeo skopeo"
+  "umoci umoci"
 )
 
 # Found in PATH or in the sbin directories a non-root PATH often lacks.

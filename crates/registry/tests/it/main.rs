@@ -5,6 +5,7 @@
 // In tests an unwrap is an assertion.
 #![allow(clippy::unwrap_used)]
 
+mod clients;
 mod socket;
 mod spec;
 mod support;
