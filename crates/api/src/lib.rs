@@ -11,6 +11,7 @@ pub mod dispatch;
 pub mod duration;
 pub mod id;
 pub mod object;
+pub mod registry;
 pub mod rpc;
 pub mod spec;
 pub mod state;

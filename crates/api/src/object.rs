@@ -3,6 +3,7 @@
 //! the object, so it is the same on every manager and only ever grows.
 
 use crate::auth::{ClientBundle, Collection, Grant, Organization, Role, Team, Token, User};
+use crate::registry::{RepoBlob, RepoGrant, RepoManifest, RepoTag, Repository};
 use crate::spec::{Resources, ServiceSpec, TaskSpec};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,11 @@ pub enum Kind {
     Grant,
     Token,
     ClientBundle,
+    Repository,
+    RepoBlob,
+    RepoManifest,
+    RepoTag,
+    RepoGrant,
 }
 
 impl Kind {
@@ -41,10 +47,17 @@ impl Kind {
             Kind::Grant => "grant",
             Kind::Token => "token",
             Kind::ClientBundle => "client_bundle",
+            Kind::Repository => "repository",
+            Kind::RepoBlob => "repo_blob",
+            Kind::RepoManifest => "repo_manifest",
+            Kind::RepoTag => "repo_tag",
+            Kind::RepoGrant => "repo_grant",
         }
     }
 
-    /// The kinds of the auth store (`crate::auth`).
+    /// The kinds kept by id in the state's keyed map, with unique keys
+    /// and references checked: the auth store's (`crate::auth`) and the
+    /// registry's (`crate::registry`).
     pub fn is_auth(self) -> bool {
         !matches!(
             self,
@@ -581,6 +594,11 @@ pub enum Object {
     Grant(Grant),
     Token(Token),
     ClientBundle(ClientBundle),
+    Repository(Repository),
+    RepoBlob(RepoBlob),
+    RepoManifest(RepoManifest),
+    RepoTag(RepoTag),
+    RepoGrant(RepoGrant),
 }
 
 /// Calls `$f` with the object of whatever kind `$o` holds.
@@ -599,6 +617,11 @@ macro_rules! each_object {
             Object::Grant($x) => $f,
             Object::Token($x) => $f,
             Object::ClientBundle($x) => $f,
+            Object::Repository($x) => $f,
+            Object::RepoBlob($x) => $f,
+            Object::RepoManifest($x) => $f,
+            Object::RepoTag($x) => $f,
+            Object::RepoGrant($x) => $f,
         }
     };
 }
@@ -618,6 +641,11 @@ impl Object {
             Object::Grant(_) => Kind::Grant,
             Object::Token(_) => Kind::Token,
             Object::ClientBundle(_) => Kind::ClientBundle,
+            Object::Repository(_) => Kind::Repository,
+            Object::RepoBlob(_) => Kind::RepoBlob,
+            Object::RepoManifest(_) => Kind::RepoManifest,
+            Object::RepoTag(_) => Kind::RepoTag,
+            Object::RepoGrant(_) => Kind::RepoGrant,
         }
     }
 
@@ -634,6 +662,12 @@ impl Object {
             Object::Grant(o) => o.unique_keys(),
             Object::Token(o) => o.unique_keys(),
             Object::ClientBundle(o) => o.unique_keys(),
+            // Their ids are made from their names: unique by themselves.
+            Object::Repository(_)
+            | Object::RepoBlob(_)
+            | Object::RepoManifest(_)
+            | Object::RepoTag(_)
+            | Object::RepoGrant(_) => vec![],
         }
     }
 
@@ -705,6 +739,11 @@ fn object_of<'de, D: serde::Deserializer<'de>>(kind: Kind, d: D) -> Result<Objec
         Kind::Grant => Object::Grant(Grant::deserialize(d)?),
         Kind::Token => Object::Token(Token::deserialize(d)?),
         Kind::ClientBundle => Object::ClientBundle(ClientBundle::deserialize(d)?),
+        Kind::Repository => Object::Repository(Repository::deserialize(d)?),
+        Kind::RepoBlob => Object::RepoBlob(RepoBlob::deserialize(d)?),
+        Kind::RepoManifest => Object::RepoManifest(RepoManifest::deserialize(d)?),
+        Kind::RepoTag => Object::RepoTag(RepoTag::deserialize(d)?),
+        Kind::RepoGrant => Object::RepoGrant(RepoGrant::deserialize(d)?),
     })
 }
 
@@ -777,7 +816,12 @@ from_auth!(
     Role,
     Grant,
     Token,
-    ClientBundle
+    ClientBundle,
+    Repository,
+    RepoBlob,
+    RepoManifest,
+    RepoTag,
+    RepoGrant
 );
 
 #[cfg(test)]

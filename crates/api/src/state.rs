@@ -247,6 +247,19 @@ impl State {
         self.auth.get(&(kind, id.to_string())).map(|o| &**o)
     }
 
+    /// The keyed objects of one kind whose ids start with `prefix`, in id
+    /// order (a repository's tags, blobs or manifests: `crate::registry`).
+    pub fn auth_range<'a>(
+        &'a self,
+        kind: Kind,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = &'a Object> + 'a {
+        self.auth
+            .range((kind, prefix.to_string())..)
+            .take_while(move |((k, id), _)| *k == kind && id.starts_with(prefix))
+            .map(|(_, o)| &**o)
+    }
+
     /// The auth object holding a unique key (`crate::auth::account_key`, …).
     pub fn auth_by_key(&self, key: &str) -> Option<&Object> {
         let (kind, id) = self.unique.get(key)?;
@@ -277,7 +290,8 @@ impl State {
         }
     }
 
-    fn contains(&self, kind: Kind, id: &str) -> bool {
+    /// Whether an object of `kind` with `id` is stored.
+    pub fn contains(&self, kind: Kind, id: &str) -> bool {
         match kind {
             Kind::Cluster => self.cluster.as_ref().is_some_and(|c| c.meta.id == id),
             Kind::Node => self.nodes.contains_key(id),
@@ -482,6 +496,45 @@ impl State {
             }
             Object::ClientBundle(b) if !self.contains(Kind::User, &b.user_id) => {
                 Err(missing(Kind::User, &b.user_id))
+            }
+            Object::RepoBlob(b) if !self.contains(Kind::Repository, &b.repo) => {
+                Err(missing(Kind::Repository, &b.repo))
+            }
+            Object::RepoManifest(m) => {
+                use crate::registry::{blob_id, manifest_id};
+                if !self.contains(Kind::Repository, &m.repo) {
+                    return Err(missing(Kind::Repository, &m.repo));
+                }
+                for d in &m.blobs {
+                    let id = blob_id(&m.repo, d);
+                    if !self.contains(Kind::RepoBlob, &id) {
+                        return Err(missing(Kind::RepoBlob, &id));
+                    }
+                }
+                for d in &m.manifests {
+                    let id = manifest_id(&m.repo, d);
+                    if !self.contains(Kind::RepoManifest, &id) {
+                        return Err(missing(Kind::RepoManifest, &id));
+                    }
+                }
+                Ok(())
+            }
+            Object::RepoTag(t) => {
+                let id = crate::registry::manifest_id(&t.repo, &t.digest);
+                if !self.contains(Kind::RepoManifest, &id) {
+                    Err(missing(Kind::RepoManifest, &id))
+                } else {
+                    Ok(())
+                }
+            }
+            Object::RepoGrant(g) => {
+                if !self.contains(Kind::Repository, &g.repo) {
+                    Err(missing(Kind::Repository, &g.repo))
+                } else if !self.contains(Kind::Team, &g.team_id) {
+                    Err(missing(Kind::Team, &g.team_id))
+                } else {
+                    Ok(())
+                }
             }
             _ => Ok(()),
         }

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod access;
+mod registry;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
