@@ -104,6 +104,19 @@ fn dependencies_point_one_way() {
             "authworker",
             &["manager", "agent", "controller", "berth"][..],
         ),
+        // The registry's core knows nothing of the cluster: the controller
+        // gives it the Raft store's metadata and the cluster's identities.
+        (
+            "registry",
+            &[
+                "store",
+                "manager",
+                "agent",
+                "controller",
+                "berth",
+                "authworker",
+            ][..],
+        ),
     ] {
         let deps = dependencies(krate);
         for f in forbidden {
