@@ -13,6 +13,7 @@ mod handlers;
 pub mod lockout;
 pub mod openapi;
 pub mod password;
+pub mod registry_access;
 pub mod registry_store;
 mod router;
 pub mod tls;
