@@ -52,6 +52,7 @@ pub mod names;
 pub mod router;
 mod routes;
 pub mod storage;
+pub mod token;
 
 pub use access::{Access, Action, AllowAll, Challenge, Decision, DenyAll, Scope};
 pub use digest::{Algorithm, Digest};
