@@ -12,10 +12,16 @@
 //! `Authorization: Bearer <token>`, which the registry verifies alone —
 //! the endpoint and the registry share only the issuer's public keys.
 
+pub mod access;
+pub mod endpoint;
 pub mod jwt;
 pub mod key;
 pub mod scope;
 
+pub use access::TokenAccess;
+pub use endpoint::{
+    endpoint, Authority, Credentials, Login, Principal, Refused, TokenService, DEFAULT_LIFETIME,
+};
 pub use jwt::{Claims, Issued, Signer, Verifier, VerifyError};
 pub use key::{KeyError, PublicKey, SigningKey};
 pub use scope::{ResourceScope, Scope, ScopeError};
