@@ -9,3 +9,4 @@ mod clients;
 mod socket;
 mod spec;
 mod support;
+mod token;
