@@ -200,6 +200,11 @@ pub struct ClusterSecurity {
     /// Where the gossip keys stand in their rotation.
     #[serde(default)]
     pub gossip_key_stage: GossipKeyStage,
+    /// The registry's token signing key (ES256, PKCS#8 PEM), made by the
+    /// first manager that serves the registry; every manager signs and
+    /// verifies with it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub registry_key_pem: String,
 }
 
 /// The gossip keys' rotation, in three steps so that no node ever seals with

@@ -14,6 +14,7 @@ pub mod lockout;
 pub mod openapi;
 pub mod password;
 pub mod registry_access;
+pub mod registry_auth;
 pub mod registry_store;
 mod router;
 pub mod tls;

@@ -149,6 +149,7 @@ mod tests {
             },
             gossip_keys: keys.iter().map(|k| k.to_string()).collect(),
             admin_token_sha256: String::new(),
+            registry_key_pem: String::new(),
             root_rotation: None,
             gossip_key_stage: GossipKeyStage { step, since },
         });

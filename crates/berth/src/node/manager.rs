@@ -412,10 +412,21 @@ impl ManagerParts {
             ),
         }
         let (api_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        // The registry (DTR's role) on the same port, under /v2/ and /auth/token.
+        let key_pem = ensure_registry_key(&store).await?;
+        let registry = controller::registry_auth::router(
+            &state,
+            controller::registry_auth::RegistryParts {
+                key_pem,
+                blob_root: controller::registry_auth::blob_root(&cfg.data_dir),
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
         let api_task = tokio::spawn(controller::serve(
             listener,
             tls_rx,
-            controller::app(state),
+            controller::app(state).merge(registry),
             async {
                 let _ = stop_rx.await;
             },
@@ -577,6 +588,35 @@ fn same_cluster(creds: &Credentials, trust_pem: &str) -> bool {
         .map(str::trim)
         .filter(|b| b.starts_with("-----BEGIN"))
         .any(|b| creds.ca_pem.contains(b))
+}
+
+/// The registry's signing key from the cluster object, made and recorded
+/// by the first manager to need it on a cluster founded before there was
+/// one (retried while another manager may be writing it too).
+async fn ensure_registry_key(store: &store::Store) -> anyhow::Result<String> {
+    for attempt in 0..20 {
+        let Some(mut cluster) = store.view(|s| s.cluster().cloned()) else {
+            bail!("the store holds no cluster");
+        };
+        let Some(sec) = cluster.security.as_mut() else {
+            bail!("the cluster has no security settings");
+        };
+        if !sec.registry_key_pem.is_empty() {
+            return Ok(sec.registry_key_pem.clone());
+        }
+        sec.registry_key_pem = registry::token::SigningKey::generate()
+            .map(|k| k.to_pkcs8_pem())
+            .map_err(|e| anyhow::anyhow!("making the registry's signing key: {e}"))?;
+        match store.update(vec![Op::Update(cluster.into())]).await {
+            Ok(_) => continue, // read back what was stored
+            Err(e) if attempt < 19 => {
+                tracing::debug!(error = %e, "recording the registry's signing key; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e).context("recording the registry's signing key"),
+        }
+    }
+    bail!("the registry's signing key could not be recorded")
 }
 
 /// The audit log rotates at this size and keeps this many files (80 MiB in all).

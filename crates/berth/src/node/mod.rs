@@ -559,6 +559,9 @@ fn found_cluster(rpc_adv: &SocketAddr) -> anyhow::Result<(Identity, ClusterSecur
         admin_token_sha256: String::new(),
         root_rotation: None,
         gossip_key_stage: Default::default(),
+        registry_key_pem: registry::token::SigningKey::generate()
+            .map(|k| k.to_pkcs8_pem())
+            .map_err(|e| anyhow::anyhow!("making the registry's signing key: {e}"))?,
     };
     let identity = Identity {
         node_id,

@@ -15,7 +15,7 @@ mod slapd;
 
 /// Runs curl against the node's API with `args`; the status and the body
 /// (as JSON when it is).
-fn curl(node: &TestNode, ca: &Path, path: &str, args: &[&str]) -> (u16, Value) {
+pub(crate) fn curl(node: &TestNode, ca: &Path, path: &str, args: &[&str]) -> (u16, Value) {
     let addr = node.node.api_addr().unwrap();
     let url = format!("https://127.0.0.1:{}{path}", addr.port());
     let out = Command::new("curl")
@@ -38,13 +38,13 @@ fn curl(node: &TestNode, ca: &Path, path: &str, args: &[&str]) -> (u16, Value) {
     )
 }
 
-fn write_ca(node: &TestNode) -> tempfile::TempDir {
+pub(crate) fn write_ca(node: &TestNode) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.pem"), &node.creds().ca_pem).unwrap();
     dir
 }
 
-fn bearer(token: &str) -> String {
+pub(crate) fn bearer(token: &str) -> String {
     format!("Authorization: Bearer {token}")
 }
 

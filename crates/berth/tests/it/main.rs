@@ -16,5 +16,6 @@ mod lifecycle;
 mod multiproc;
 mod nodes;
 mod partition;
+mod registry;
 mod roles;
 mod support;

@@ -47,85 +47,7 @@ pub async fn login(
         return Err(ApiError::bad("username", "give a user name"));
     }
     let now = Timestamp::now();
-    match app.lockout.check(&name, addr, Instant::now()) {
-        Ok(()) => {}
-        Err(Refusal::Address(wait)) => {
-            return Err(ApiError::TooManyRequests {
-                message: "too many failed logins from this address: wait and try again".into(),
-                retry_after: wait.as_secs().max(1),
-            })
-        }
-        Err(Refusal::Account(wait)) => {
-            return Err(ApiError::Unauthenticated(format!(
-                "too many failed logins: the account is locked for {} more minute(s)",
-                minutes(wait)
-            )))
-        }
-    }
-    let (user, settings) = app.store.view(|s| {
-        let user = match s.auth_by_key(&api::auth::account_key(&name)) {
-            Some(Object::User(u)) => Some(u.clone()),
-            _ => None,
-        };
-        (
-            user,
-            s.cluster().map(|c| c.auth.clone()).unwrap_or_default(),
-        )
-    });
-    if let Some(until) = user.as_ref().and_then(|u| u.locked_until) {
-        if until > now {
-            return Err(ApiError::Unauthenticated(format!(
-                "too many failed logins: the account is locked for {} more minute(s)",
-                minutes(now.until(until))
-            )));
-        }
-    }
-    let check = match &user {
-        Some(u) if matches!(u.source, UserSource::Ldap { .. }) => Check::Ldap,
-        Some(u) => Check::Local(u.password_hash.clone()),
-        None if settings.ldap.is_some() && app.ldap.is_some() => Check::Ldap,
-        None => Check::Local(None),
-    };
-    let verified: Option<User> = match check {
-        Check::Local(hash) => {
-            let ok = app.hasher.verify(req.password.clone(), hash).await;
-            if ok {
-                user.clone()
-            } else {
-                None
-            }
-        }
-        Check::Ldap => match &app.ldap {
-            Some(ldap) => ldap.login(&app.store, &name, &req.password).await?,
-            None => None,
-        },
-    };
-    let Some(user) = verified else {
-        let locked = app.lockout.failed(
-            &name,
-            addr,
-            settings.lockout_failures,
-            settings.lockout_duration,
-            Instant::now(),
-        );
-        if locked {
-            tracing::warn!(user = %name, "account locked after repeated failed logins");
-            if let Some(mut u) = user {
-                u.locked_until = Some(now.plus(settings.lockout_duration));
-                if let Err(e) = app.store.update(vec![Op::Update(u.into())]).await {
-                    tracing::warn!(error = %e, "recording an account lock");
-                }
-            }
-        }
-        return Err(ApiError::Unauthenticated(BAD_LOGIN.into()));
-    };
-    app.lockout.succeeded(&name);
-    if user.disabled {
-        return Err(ApiError::Unauthenticated(format!(
-            "user {} is disabled",
-            user.name
-        )));
-    }
+    let (user, settings) = check_password(&app, &name, &req.password, addr).await?;
     let (secret, sha) = new_secret(SESSION_PREFIX);
     let id = api::new_id();
     let expires_at = now.plus(settings.session_lifetime);
@@ -345,4 +267,97 @@ pub async fn remove_token(
         )?;
     app.store.update(vec![op]).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Checks a user's password (the directory's for an LDAP user), with the
+/// lockout's counts: the user and the settings when it is right; the same
+/// 401 for an unknown name and a wrong password, after the same work.
+/// The login and the registry's token service both sign in through it.
+pub(crate) async fn check_password(
+    app: &AppState,
+    name: &str,
+    password: &str,
+    addr: Option<std::net::IpAddr>,
+) -> Result<(User, api::auth::AuthSettings), ApiError> {
+    let now = Timestamp::now();
+    match app.lockout.check(name, addr, Instant::now()) {
+        Ok(()) => {}
+        Err(Refusal::Address(wait)) => {
+            return Err(ApiError::TooManyRequests {
+                message: "too many failed logins from this address: wait and try again".into(),
+                retry_after: wait.as_secs().max(1),
+            })
+        }
+        Err(Refusal::Account(wait)) => {
+            return Err(ApiError::Unauthenticated(format!(
+                "too many failed logins: the account is locked for {} more minute(s)",
+                minutes(wait)
+            )))
+        }
+    }
+    let (user, settings) = app.store.view(|s| {
+        let user = match s.auth_by_key(&api::auth::account_key(name)) {
+            Some(Object::User(u)) => Some(u.clone()),
+            _ => None,
+        };
+        (
+            user,
+            s.cluster().map(|c| c.auth.clone()).unwrap_or_default(),
+        )
+    });
+    if let Some(until) = user.as_ref().and_then(|u| u.locked_until) {
+        if until > now {
+            return Err(ApiError::Unauthenticated(format!(
+                "too many failed logins: the account is locked for {} more minute(s)",
+                minutes(now.until(until))
+            )));
+        }
+    }
+    let check = match &user {
+        Some(u) if matches!(u.source, UserSource::Ldap { .. }) => Check::Ldap,
+        Some(u) => Check::Local(u.password_hash.clone()),
+        None if settings.ldap.is_some() && app.ldap.is_some() => Check::Ldap,
+        None => Check::Local(None),
+    };
+    let verified: Option<User> = match check {
+        Check::Local(hash) => {
+            let ok = app.hasher.verify(password.to_string(), hash).await;
+            if ok {
+                user.clone()
+            } else {
+                None
+            }
+        }
+        Check::Ldap => match &app.ldap {
+            Some(ldap) => ldap.login(&app.store, name, password).await?,
+            None => None,
+        },
+    };
+    let Some(user) = verified else {
+        let locked = app.lockout.failed(
+            name,
+            addr,
+            settings.lockout_failures,
+            settings.lockout_duration,
+            Instant::now(),
+        );
+        if locked {
+            tracing::warn!(user = %name, "account locked after repeated failed logins");
+            if let Some(mut u) = user {
+                u.locked_until = Some(now.plus(settings.lockout_duration));
+                if let Err(e) = app.store.update(vec![Op::Update(u.into())]).await {
+                    tracing::warn!(error = %e, "recording an account lock");
+                }
+            }
+        }
+        return Err(ApiError::Unauthenticated(BAD_LOGIN.into()));
+    };
+    app.lockout.succeeded(name);
+    if user.disabled {
+        return Err(ApiError::Unauthenticated(format!(
+            "user {} is disabled",
+            user.name
+        )));
+    }
+    Ok((user, settings))
 }
