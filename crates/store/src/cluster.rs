@@ -473,12 +473,13 @@ impl Store {
 async fn rewrite_as_sole_voter(config: &StoreConfig, self_addr: &str) -> Result<(), StoreError> {
     let dir = config.dir.clone();
     let me = config.node_id;
+    let wal_options = config.wal_options();
     let (mut log, writer, mut applied) = tokio::task::spawn_blocking(move || {
         crate::claim_dir(&dir, me)?;
         snapshot::remove_leftovers(&dir)
             .map_err(|e| StoreError::Storage(format!("cleaning {}: {e}", dir.display())))?;
         let (applied, _) = crate::load_snapshot(&dir)?;
-        let (log, writer) = crate::open_log(&dir)?;
+        let (log, writer) = crate::open_log(&dir, wal_options)?;
         Ok::<_, StoreError>((log, writer, applied))
     })
     .await
@@ -532,7 +533,7 @@ async fn rewrite_as_sole_voter(config: &StoreConfig, self_addr: &str) -> Result<
         Ok(())
     }
     .await;
-    // Also on failure: release the database so the directory can be reopened.
+    // Also on failure: release the log so the directory can be reopened.
     writer.stop().await;
     result
 }

@@ -904,7 +904,7 @@ async fn settle(c: &Cluster) -> u64 {
 async fn creations_in_log(dir: &Path, upto: u64) -> HashMap<String, usize> {
     use openraft::storage::RaftLogReader;
     let dir = dir.to_path_buf();
-    let (mut log, writer) = tokio::task::spawn_blocking(move || open_log(&dir))
+    let (mut log, writer) = tokio::task::spawn_blocking(move || open_log(&dir, Default::default()))
         .await
         .expect("join")
         .expect("open the log");

@@ -1,8 +1,12 @@
 //! berth's replicated store (UCP's `ucp-kv`): the cluster [`api::State`] kept
 //! by a Raft group of managers.
 //!
-//! - [`log_store`]: the Raft log and vote, durable in redb, written by one
-//!   group-committing thread.
+//! - [`log_store`]: the Raft log and vote as openraft sees them, kept in
+//!   memory and made durable by one group-committing writer thread.
+//! - [`wal`]: the log's write-ahead log on disk: segment files of
+//!   checksummed frames, one `fdatasync` per group of writes.
+//! - [`migrate`]: the one-time move of the redb log of earlier builds to
+//!   the WAL.
 //! - [`state_machine`]: the in-memory `State`, fed by committed entries through
 //!   the deterministic [`api::State::apply`], persisted by snapshots.
 //! - [`snapshot`]: the versioned snapshot format and its atomic file.
@@ -28,12 +32,14 @@
 
 mod cluster;
 mod log_store;
+mod migrate;
 mod network;
 mod proposer;
 pub mod rpc;
 mod snapshot;
 mod state_machine;
 pub mod types;
+mod wal;
 
 #[cfg(test)]
 mod cluster_tests;
@@ -75,8 +81,6 @@ const LOG_KEPT_AFTER_SNAPSHOT: u64 = 8;
 const LOG_SIZE_CHECK: Duration = Duration::from_millis(500);
 /// Most `update()` batches carried by one log entry; bounds an entry's size.
 const MAX_BATCHES_PER_ENTRY: usize = 1024;
-/// The redb file holding the Raft log and vote, inside [`StoreConfig::dir`].
-const LOG_FILE: &str = "raft.redb";
 /// The file that records which Raft id owns the directory.
 const RAFT_ID_FILE: &str = "raft_id";
 
@@ -84,7 +88,8 @@ type Metrics = RaftMetrics<NodeId, openraft::BasicNode>;
 
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
-    /// Data directory of this store: the redb log file and the snapshot.
+    /// Data directory of this store: the Raft log (`wal/`), the snapshot and
+    /// the `raft_id` that owns it.
     pub dir: PathBuf,
     /// Raft id of this manager: 1 for a single node, [`raft_id`] of the berth
     /// node id for a manager of a cluster. Recorded in the directory at first
@@ -115,6 +120,10 @@ pub struct StoreConfig {
     /// How long `add_manager` waits for a new manager to catch up with the
     /// log before it makes it a voter.
     pub catch_up_timeout: Duration,
+    /// Size of a segment file of the Raft log: once the one being written
+    /// holds this much, the next is started, and a purge deletes whole
+    /// segments. Each is preallocated to this size.
+    pub log_segment_bytes: u64,
 }
 
 impl StoreConfig {
@@ -134,6 +143,14 @@ impl StoreConfig {
             election_timeout_max: Duration::from_millis(400),
             write_timeout: WRITE_TIMEOUT,
             catch_up_timeout: Duration::from_secs(60),
+            log_segment_bytes: wal::DEFAULT_SEGMENT_BYTES,
+        }
+    }
+
+    fn wal_options(&self) -> wal::WalOptions {
+        wal::WalOptions {
+            segment_bytes: self.log_segment_bytes.max(1),
+            ..Default::default()
         }
     }
 
@@ -244,7 +261,7 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         // Dropped without shutdown (or after it): let the log writer finish what
-        // is queued and release the database file, so the directory can be
+        // is queued and release the log and its lock, so the directory can be
         // opened again in this process.
         self.writer.stop_in_background();
         self.core.peers.close();
@@ -260,7 +277,7 @@ impl Store {
     pub async fn open(config: StoreConfig) -> Result<Store, StoreError> {
         let store = Store::start_raft(config, None).await?;
         // On failure, stop Raft and the writer here rather than leave a
-        // half-open store holding the database file.
+        // half-open store holding the log.
         if let Err(e) = store.found_single_node().await {
             let _ = store.shutdown().await;
             return Err(e);
@@ -289,6 +306,7 @@ impl Store {
         let raft_config = Arc::new(config.raft_config()?);
         let dir = config.dir.clone();
         let node_id = config.node_id;
+        let wal_options = config.wal_options();
         let (log_store, writer, applied, snapshot_bytes) = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| StoreError::Storage(format!("creating {}: {e}", dir.display())))?;
@@ -296,7 +314,7 @@ impl Store {
             snapshot::remove_leftovers(&dir)
                 .map_err(|e| StoreError::Storage(format!("cleaning {}: {e}", dir.display())))?;
             let (applied, snapshot_bytes) = load_snapshot(&dir)?;
-            let (log_store, writer) = open_log(&dir)?;
+            let (log_store, writer) = open_log(&dir, wal_options)?;
             Ok::<_, StoreError>((log_store, writer, applied, snapshot_bytes))
         })
         .await
@@ -512,7 +530,7 @@ impl Store {
         !self.inner.closed.load(Ordering::SeqCst) && self.inner.core.is_leader()
     }
 
-    /// Stops Raft, lets the log writer finish and closes the database; later
+    /// Stops Raft, lets the log writer finish and closes the log; later
     /// updates fail with [`StoreError::Unavailable`]. Calling it again does nothing.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
@@ -559,7 +577,8 @@ fn claim_dir(dir: &Path, id: NodeId) -> Result<(), StoreError> {
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             // A directory from before the file existed was always node 1's.
-            let had_log = dir.join(LOG_FILE).exists();
+            let had_log =
+                dir.join(migrate::REDB_FILE).exists() || dir.join(log_store::WAL_DIR).exists();
             if had_log && id != 1 {
                 return Err(StoreError::Storage(format!(
                     "{} belongs to raft node 1, not {id}",
@@ -597,8 +616,8 @@ fn load_snapshot(dir: &Path) -> Result<(Applied, u64), StoreError> {
     }
 }
 
-fn open_log(dir: &Path) -> Result<(LogStore, Writer), StoreError> {
-    LogStore::open(&dir.join(LOG_FILE)).map_err(|e| match e {
+fn open_log(dir: &Path, options: wal::WalOptions) -> Result<(LogStore, Writer), StoreError> {
+    LogStore::open(dir, options).map_err(|e| match e {
         e @ log_store::OpenError::InUse(_) => StoreError::Unavailable(e.to_string()),
         e => StoreError::Storage(e.to_string()),
     })

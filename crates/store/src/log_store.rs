@@ -1,14 +1,14 @@
-//! The Raft log and vote, durable in redb.
+//! The Raft log and vote, durable in the WAL ([`crate::wal`]).
 //!
-//! redb takes one write transaction at a time and every durable commit costs an
-//! fsync, so all writes go through one writer thread that folds whatever has
-//! queued up while the previous commit was syncing into the next transaction.
-//! openraft 0.9 waits for each append to be flushed before it appends again, so
-//! concurrent writers are batched earlier, into one entry (see
-//! [`Proposal`](crate::types::Proposal)); the writer's grouping mostly saves the
-//! committed-id writes a sync of their own. Operations are processed strictly in
-//! the order they were queued, which is the ordering openraft requires of log
-//! and vote I/O.
+//! All writes go through one writer thread that folds whatever has queued
+//! up while the previous write was syncing into the next: one frame of the
+//! WAL, one `pwrite` and one `fdatasync`. openraft 0.9 waits for each append
+//! to be flushed before it appends again, so concurrent writers are batched
+//! earlier, into one entry (see [`Proposal`](crate::types::Proposal)); the
+//! writer's grouping mostly saves the committed-id writes a sync of their
+//! own. Operations are processed strictly in the order they were queued,
+//! which is the ordering openraft requires of log and vote I/O, and the WAL
+//! replays its records in the order they were written.
 //!
 //! Reads are served from an in-memory copy of the log kept in step with what
 //! openraft appended, truncated and purged: openraft requires appended entries
@@ -19,20 +19,28 @@
 //! so the copy stays bounded even when batching makes entries large.
 //!
 //! Durability of each call:
-//! - `append`: the callback fires after the entries are committed to disk.
-//! - `save_vote`, `truncate`, `purge`: return after their commit is on disk.
+//! - `append`: the callback fires after the entries are on disk.
+//! - `save_vote`, `truncate`, `purge`: return after their record is on disk.
 //! - `save_committed`: queued behind the appends it covers and written with
-//!   the next durable write (an append, or anything else the writer commits)
-//!   or at a clean stop, never in a transaction of its own. A committed id lost in a crash only means fewer entries are
-//!   re-applied while openraft starts; `Store::open` then waits for a barrier
-//!   entry, whose commit applies the rest.
+//!   the next durable write (an append, or anything else the writer writes)
+//!   or at a clean stop, never in a write of its own. A committed id lost in
+//!   a crash only means fewer entries are re-applied while openraft starts;
+//!   `Store::open` then waits for a barrier entry, whose commit applies the
+//!   rest.
+//!
+//! The directory is locked (`flock`) while the log is open, so two stores
+//! never share it. A directory with the redb log of earlier builds is moved
+//! to the WAL first ([`crate::migrate`]).
 
+use crate::migrate::{self, MigrateError};
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::wal::{Contents, Wal, WalError, WalOptions};
+use nix::fcntl::{Flock, FlockArg};
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, StorageIOError};
-use redb::{Database, ReadableTable, TableDefinition};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt::Debug;
+use std::fs::File;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,19 +48,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::oneshot;
 
-/// Log entries by index, each the JSON of an openraft entry.
-const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
-/// Vote, committed id, last purged id and the format version, by name.
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+/// The WAL's directory, inside the store's.
+pub(crate) const WAL_DIR: &str = "wal";
 
-const KEY_FORMAT: &str = "format";
-const KEY_VOTE: &str = "vote";
-const KEY_COMMITTED: &str = "committed";
-const KEY_PURGED: &str = "last_purged";
-/// Version of the table layout and entry encoding above.
-const FORMAT_VERSION: &[u8] = b"1";
-
-/// Most operations folded into one transaction, so that a flood of appends
+/// Most operations folded into one frame, so that a flood of appends
 /// still sees its callbacks in bounded time.
 const MAX_GROUP: usize = 4096;
 
@@ -61,25 +60,30 @@ const MAX_GROUP: usize = 4096;
 pub(crate) enum OpenError {
     #[error("{0} is in use by another store (another berth process, or one still closing)")]
     InUse(String),
-    #[error("opening {path}: {source}")]
-    Database {
+    #[error("locking {path}: {source}")]
+    Lock {
         path: String,
-        source: redb::DatabaseError,
+        source: std::io::Error,
     },
-    #[error("reading the raft log: {0}")]
-    Read(String),
-    #[error("raft log format version {0:?} is not supported by this build (it reads version 1)")]
-    UnsupportedFormat(String),
+    #[error(transparent)]
+    Migrate(MigrateError),
+    #[error("opening the raft log: {0}")]
+    Wal(#[from] WalError),
+    #[error("starting the log writer thread: {0}")]
+    Thread(std::io::Error),
 }
 
-/// The log as openraft sees it, kept in memory; redb holds the durable copy.
-#[derive(Default)]
-struct LogCache {
-    entries: BTreeMap<u64, Entry>,
-    last_purged: Option<LogId>,
-    vote: Option<Vote>,
-    committed: Option<LogId>,
+impl From<MigrateError> for OpenError {
+    fn from(e: MigrateError) -> Self {
+        match e {
+            MigrateError::InUse(path) => OpenError::InUse(path),
+            e => OpenError::Migrate(e),
+        }
+    }
 }
+
+/// The log as openraft sees it, kept in memory; the WAL holds the durable copy.
+type LogCache = Contents;
 
 /// One queued write. Ops are applied in queue order.
 enum WriteOp {
@@ -102,7 +106,7 @@ enum WriteOp {
     SaveCommitted {
         committed: Option<LogId>,
     },
-    /// Finish what is queued before it, close the database and exit.
+    /// Finish what is queued before it, close the log and exit.
     Stop {
         done: oneshot::Sender<()>,
     },
@@ -118,8 +122,9 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Lets queued writes finish, then closes the database. Returns once the
-    /// redb file is closed, so the directory can be opened again.
+    /// Lets queued writes finish, then closes the log. Returns once its
+    /// files and the directory's lock are released, so the directory can be
+    /// opened again.
     pub(crate) async fn stop(&self) {
         let (done, wait) = oneshot::channel();
         if self.tx.send(WriteOp::Stop { done }).is_ok() {
@@ -140,9 +145,6 @@ impl Writer {
         self.stop().await;
     }
 }
-
-/// redb's page cache for the log database.
-const LOG_DB_CACHE_BYTES: usize = 16 << 20;
 
 /// openraft's log storage; cloned readers share its cache.
 pub(crate) struct LogStore {
@@ -220,25 +222,13 @@ fn lock(cache: &Mutex<LogCache>) -> MutexGuard<'_, LogCache> {
 }
 
 impl LogStore {
-    /// Opens (creating if new) the log database at `path`, loads it into
-    /// memory and starts the writer thread.
-    pub(crate) fn open(path: &Path) -> Result<(LogStore, Writer), OpenError> {
-        // redb caches up to 1 GiB of pages by default, and pages we write stay
-        // cached. The log is read from disk only at open (the in-memory copy
-        // serves openraft), so a small cache costs nothing.
-        let db = Database::builder()
-            .set_cache_size(LOG_DB_CACHE_BYTES)
-            .create(path)
-            .map_err(|source| match source {
-                redb::DatabaseError::DatabaseAlreadyOpen => {
-                    OpenError::InUse(path.display().to_string())
-                }
-                source => OpenError::Database {
-                    path: path.display().to_string(),
-                    source,
-                },
-            })?;
-        let cache = load(&db)?;
+    /// Opens (creating if new) the log in the store directory `dir`: locks
+    /// the directory, moves a redb log of earlier builds to the WAL, replays
+    /// the WAL into memory and starts the writer thread.
+    pub(crate) fn open(dir: &Path, options: WalOptions) -> Result<(LogStore, Writer), OpenError> {
+        let lock = lock_dir(dir)?;
+        migrate::from_redb(dir, WAL_DIR, options)?;
+        let (wal, cache) = Wal::open(&dir.join(WAL_DIR), options)?;
         let (tx, rx) = mpsc::channel();
         let halted = Arc::new(AtomicBool::new(false));
         let writer_halted = halted.clone();
@@ -246,8 +236,8 @@ impl LogStore {
         let writer_bytes = appended_bytes.clone();
         std::thread::Builder::new()
             .name("store-log-writer".into())
-            .spawn(move || run_writer(db, rx, writer_halted, writer_bytes))
-            .map_err(|e| OpenError::Read(format!("starting the log writer thread: {e}")))?;
+            .spawn(move || run_writer(wal, lock, rx, writer_halted, writer_bytes))
+            .map_err(OpenError::Thread)?;
         let store = LogStore {
             cache: Arc::new(Mutex::new(cache)),
             tx: tx.clone(),
@@ -299,81 +289,36 @@ impl LogStore {
     }
 }
 
-fn read_err(e: impl std::fmt::Display) -> OpenError {
-    OpenError::Read(e.to_string())
-}
-
-fn load(db: &Database) -> Result<LogCache, OpenError> {
-    // Create the tables (and stamp the format) on first open, so that reads
-    // below never meet a missing table.
-    let txn = db.begin_write().map_err(read_err)?;
-    {
-        let mut meta = txn.open_table(META).map_err(read_err)?;
-        let format = meta
-            .get(KEY_FORMAT)
-            .map_err(read_err)?
-            .map(|v| v.value().to_vec());
-        match format {
-            None => {
-                meta.insert(KEY_FORMAT, FORMAT_VERSION).map_err(read_err)?;
-            }
-            Some(v) if v == FORMAT_VERSION => {}
-            Some(v) => {
-                return Err(OpenError::UnsupportedFormat(
-                    String::from_utf8_lossy(&v).into_owned(),
-                ))
-            }
+/// Takes the store directory's lock: held by the writer thread for as long
+/// as the log is open, released if the process dies.
+fn lock_dir(dir: &Path) -> Result<Flock<File>, OpenError> {
+    let lock_err = |source| OpenError::Lock {
+        path: dir.display().to_string(),
+        source,
+    };
+    let file = File::open(dir).map_err(lock_err)?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(lock),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            Err(OpenError::InUse(dir.display().to_string()))
         }
-        txn.open_table(LOG).map_err(read_err)?;
+        Err((_, e)) => Err(lock_err(e.into())),
     }
-    txn.commit().map_err(read_err)?;
-
-    let txn = db.begin_read().map_err(read_err)?;
-    let meta = txn.open_table(META).map_err(read_err)?;
-    let get = |key: &str| -> Result<Option<Vec<u8>>, OpenError> {
-        Ok(meta.get(key).map_err(read_err)?.map(|v| v.value().to_vec()))
-    };
-    let decode_opt = |bytes: Option<Vec<u8>>, what: &str| -> Result<Option<LogId>, OpenError> {
-        match bytes {
-            None => Ok(None),
-            Some(b) => serde_json::from_slice(&b)
-                .map_err(|e| OpenError::Read(format!("decoding {what}: {e}"))),
-        }
-    };
-    let mut cache = LogCache {
-        vote: match get(KEY_VOTE)? {
-            None => None,
-            Some(b) => Some(
-                serde_json::from_slice(&b)
-                    .map_err(|e| OpenError::Read(format!("decoding the vote: {e}")))?,
-            ),
-        },
-        committed: decode_opt(get(KEY_COMMITTED)?, "the committed log id")?,
-        last_purged: decode_opt(get(KEY_PURGED)?, "the last purged log id")?,
-        entries: BTreeMap::new(),
-    };
-    let log = txn.open_table(LOG).map_err(read_err)?;
-    for item in log.iter().map_err(read_err)? {
-        let (k, v) = item.map_err(read_err)?;
-        let entry: Entry = serde_json::from_slice(v.value())
-            .map_err(|e| OpenError::Read(format!("decoding log entry {}: {e}", k.value())))?;
-        cache.entries.insert(k.value(), entry);
-    }
-    Ok(cache)
 }
 
 /// The writer thread: takes the first queued op, everything queued behind it
-/// (up to [`MAX_GROUP`]), applies them in order in one transaction, commits
-/// durably, then reports each op's outcome.
+/// (up to [`MAX_GROUP`]), writes them in order as one frame, durably, then
+/// reports each op's outcome.
 fn run_writer(
-    db: Database,
+    mut wal: Wal,
+    lock: Flock<File>,
     rx: mpsc::Receiver<WriteOp>,
     halted: Arc<AtomicBool>,
     appended_bytes: Arc<AtomicU64>,
 ) {
     let mut stop: Option<oneshot::Sender<()>> = None;
     // The committed id of a group that had nothing else, not yet written:
-    // it goes into the next durable transaction (see `write_group`).
+    // it goes into the next durable write (see `write_group`).
     let mut pending_committed: Option<WriteOp> = None;
     while stop.is_none() {
         let Ok(first) = rx.recv() else { break };
@@ -401,10 +346,9 @@ fn run_writer(
             .iter()
             .any(|op| !matches!(op, WriteOp::SaveCommitted { .. }));
         if !durable {
-            // Only committed ids: nobody waits for them, and a transaction
-            // of their own would cost a commit (a dozen page writes) on every
-            // entry of every manager. The last one rides with the next
-            // durable write.
+            // Only committed ids: nobody waits for them, and a write of
+            // their own would cost an fdatasync on every entry of every
+            // manager. The last one rides with the next durable write.
             pending_committed = group.pop();
             continue;
         }
@@ -412,7 +356,7 @@ fn run_writer(
             // Older than any committed id in the group, so written first.
             group.insert(0, committed);
         }
-        let result = write_group(&db, &group, &appended_bytes);
+        let result = write_group(&mut wal, &group, &appended_bytes).map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!(error = %e, "raft log write failed");
         }
@@ -434,64 +378,51 @@ fn run_writer(
     if let Some(committed) = pending_committed {
         if stop.is_some() && !halted.load(Ordering::SeqCst) {
             // A clean stop makes the last committed id durable too.
-            if let Err(e) = write_group(&db, &[committed], &appended_bytes) {
+            if let Err(e) = write_group(&mut wal, &[committed], &appended_bytes) {
                 tracing::error!(error = %e, "final raft log write failed");
             }
         }
     }
-    drop(db);
+    drop(wal);
+    // Released once the WAL's files are closed, and before anyone waiting
+    // for the stop hears of it.
+    drop(lock);
     if let Some(done) = stop {
         let _ = done.send(());
     }
 }
 
-/// Writes `group` in one transaction, committed with redb's default
-/// `Durability::Immediate`: the commit returns after fdatasync. The writer
-/// never commits a group of only committed ids: the last of them waits for
-/// the next group that has something durable to write (in a lone writer's
-/// cluster, the very next append), or for a clean stop; losing it in a
-/// crash is harmless (see the module comment). That spares every entry of a
-/// lone writer a second transaction on each manager.
-fn write_group(db: &Database, group: &[WriteOp], appended_bytes: &AtomicU64) -> Result<(), String> {
-    let s = |e: &dyn std::fmt::Display| e.to_string();
-    let txn = db.begin_write().map_err(|e| s(&e))?;
-    {
-        let mut log = txn.open_table(LOG).map_err(|e| s(&e))?;
-        let mut meta = txn.open_table(META).map_err(|e| s(&e))?;
-        for op in group {
-            match op {
-                WriteOp::Append { entries, .. } => {
-                    for entry in entries {
-                        let bytes = serde_json::to_vec(entry).map_err(|e| s(&e))?;
-                        log.insert(entry.log_id.index, bytes.as_slice())
-                            .map_err(|e| s(&e))?;
-                        appended_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                    }
+/// Writes `group` as one frame of the WAL, returning once it is durable
+/// (one `fdatasync`). The writer never writes a group of only committed
+/// ids: the last of them waits for the next group that has something
+/// durable to write (in a lone writer's cluster, the very next append), or
+/// for a clean stop; losing it in a crash is harmless (see the module
+/// comment). That spares every entry of a lone writer a second sync on
+/// each manager.
+fn write_group(
+    wal: &mut Wal,
+    group: &[WriteOp],
+    appended_bytes: &AtomicU64,
+) -> Result<(), WalError> {
+    wal.begin()?;
+    let mut bytes = 0;
+    for op in group {
+        match op {
+            WriteOp::Append { entries, .. } => {
+                for entry in entries {
+                    bytes += wal.add_entry(entry)?;
                 }
-                WriteOp::Truncate { since, .. } => {
-                    log.retain_in(*since.., |_, _| false).map_err(|e| s(&e))?;
-                }
-                WriteOp::Purge { upto, .. } => {
-                    log.retain_in(..=upto.index, |_, _| false)
-                        .map_err(|e| s(&e))?;
-                    let bytes = serde_json::to_vec(upto).map_err(|e| s(&e))?;
-                    meta.insert(KEY_PURGED, bytes.as_slice())
-                        .map_err(|e| s(&e))?;
-                }
-                WriteOp::SaveVote { vote, .. } => {
-                    let bytes = serde_json::to_vec(vote).map_err(|e| s(&e))?;
-                    meta.insert(KEY_VOTE, bytes.as_slice()).map_err(|e| s(&e))?;
-                }
-                WriteOp::SaveCommitted { committed } => {
-                    let bytes = serde_json::to_vec(committed).map_err(|e| s(&e))?;
-                    meta.insert(KEY_COMMITTED, bytes.as_slice())
-                        .map_err(|e| s(&e))?;
-                }
-                WriteOp::Stop { .. } => {}
             }
+            WriteOp::Truncate { since, .. } => wal.add_truncate(*since),
+            WriteOp::Purge { upto, .. } => wal.add_purge(*upto)?,
+            WriteOp::SaveVote { vote, .. } => wal.add_vote(vote)?,
+            WriteOp::SaveCommitted { committed } => wal.add_committed(*committed)?,
+            WriteOp::Stop { .. } => {}
         }
     }
-    txn.commit().map_err(|e| s(&e))
+    wal.commit()?;
+    appended_bytes.fetch_add(bytes, Ordering::Relaxed);
+    Ok(())
 }
 
 impl RaftLogReader<TypeConfig> for LogReader {
@@ -592,7 +523,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         {
             let mut c = lock(&self.cache);
             for e in &entries {
-                c.entries.insert(e.log_id.index, e.clone());
+                c.append(e.clone());
             }
         }
         // Marked before openraft can learn of the append, and so before it
@@ -608,7 +539,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        lock(&self.cache).entries.split_off(&log_id.index);
+        lock(&self.cache).truncate(log_id.index);
         let since = log_id.index;
         self.send_and_wait(
             |done| WriteOp::Truncate { since, done },
@@ -619,11 +550,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        {
-            let mut c = lock(&self.cache);
-            c.entries = c.entries.split_off(&(log_id.index + 1));
-            c.last_purged = Some(log_id);
-        }
+        lock(&self.cache).purge(log_id);
         self.send_and_wait(
             |done| WriteOp::Purge { upto: log_id, done },
             ErrorSubject::Logs,
@@ -633,21 +560,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
-/// What the log holds on disk, for tests that check purging really deletes.
+/// What the log holds on disk, for tests that check purging really deletes:
+/// the index of every entry record still in a segment, the last purged id
+/// and the number of segments.
 #[cfg(test)]
-pub(crate) fn disk_log_indexes(path: &Path) -> Result<(Vec<u64>, Option<LogId>), String> {
-    let db = Database::open(path).map_err(|e| e.to_string())?;
-    let txn = db.begin_read().map_err(|e| e.to_string())?;
-    let log = txn.open_table(LOG).map_err(|e| e.to_string())?;
-    let mut indexes = Vec::new();
-    for item in log.iter().map_err(|e| e.to_string())? {
-        let (k, _) = item.map_err(|e| e.to_string())?;
-        indexes.push(k.value());
-    }
-    let meta = txn.open_table(META).map_err(|e| e.to_string())?;
-    let purged = match meta.get(KEY_PURGED).map_err(|e| e.to_string())? {
-        Some(v) => serde_json::from_slice(v.value()).map_err(|e| e.to_string())?,
-        None => None,
-    };
-    Ok((indexes, purged))
+pub(crate) fn disk_log_indexes(dir: &Path) -> Result<(Vec<u64>, Option<LogId>, usize), WalError> {
+    crate::wal::disk_indexes(&dir.join(WAL_DIR))
 }
