@@ -567,3 +567,38 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 pub(crate) fn disk_log_indexes(dir: &Path) -> Result<(Vec<u64>, Option<LogId>, usize), WalError> {
     crate::wal::disk_indexes(&dir.join(WAL_DIR))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state_machine::{Shared, StateMachine};
+    use openraft::testing::{StoreBuilder, Suite};
+
+    /// A log store and a state machine in a fresh directory, for openraft's
+    /// storage suite. The directory and the writer live as long as the test.
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, (tempfile::TempDir, Writer)> for Builder {
+        async fn build(
+            &self,
+        ) -> Result<((tempfile::TempDir, Writer), LogStore, StateMachine), StorageError> {
+            let dir = tempfile::tempdir().map_err(|e| StorageIOError::write(&e))?;
+            let options = WalOptions {
+                segment_bytes: 4 << 10,
+                preallocate: false,
+            };
+            let (log, writer) = LogStore::open(dir.path(), options)
+                .map_err(|e| StorageIOError::write(AnyError::error(e)))?;
+            let shared = Arc::new(Shared::new(Default::default(), 16));
+            let sm = StateMachine::new(shared, dir.path().to_path_buf());
+            Ok(((dir, writer), log, sm))
+        }
+    }
+
+    /// openraft's own checks of a log store (appends, reads, truncation,
+    /// purges, the vote) with small segments, so that they roll over.
+    #[test]
+    fn openraft_storage_suite() {
+        Suite::test_all(Builder).expect("openraft's storage suite");
+    }
+}
