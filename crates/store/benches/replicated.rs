@@ -5,12 +5,13 @@
 //!
 //! - **berth**: three stores (`Store::open_member`) in this process, each
 //!   serving its Raft service over plain gRPC on its own 127.79.1.x address;
-//!   every member writes its log to redb with an fdatasync per commit. Each
-//!   client write is one `berth.raft.Raft/Forward` call over loopback to the
-//!   leader carrying one batch that creates one small task: the client pays
-//!   a network hop (HTTP/2, encoding, the kernel's loopback) as etcd's
-//!   clients do, and the leader's proposer batches concurrent calls into
-//!   log entries exactly as it does for `update()` and for followers.
+//!   every member appends its log to its WAL with an fdatasync per group
+//!   of writes. Each client write is one `berth.raft.Raft/Forward` call
+//!   over loopback to the leader carrying one batch that creates one small
+//!   task: the client pays a network hop (HTTP/2, encoding, the kernel's
+//!   loopback) as etcd's clients do, and the leader's proposer batches
+//!   concurrent calls into log entries exactly as it does for `update()`
+//!   and for followers.
 //! - **berth, in process** (secondary row): the same cluster, the clients
 //!   calling `Store::update` on the leader directly, without the hop.
 //! - **etcd**: three `etcd` processes on 127.79.0.x with their default
@@ -27,9 +28,11 @@
 //! clusters; each of the three runs measures every system at 1, 64 and 1,000
 //! clients, alternating which system goes first, and the summary gives the
 //! medians and the ratios next to the goal (at least etcd's throughput at an
-//! equal or lower p99). CPU per write is the CPU time of this process (the
-//! clients, and berth's managers) plus that of the etcd processes, over the
-//! window, divided by the writes.
+//! equal or lower p99). Before each configuration the file system is
+//! synced, so that none pays for the files the previous one deleted. CPU
+//! per write is the CPU time of this process (the clients, and berth's
+//! managers) plus that of the etcd processes, over the window, divided by
+//! the writes.
 //!
 //! Run: `scripts/install-bench-deps.sh` (etcd), then
 //! `cargo bench -p store --bench replicated`. Data goes to a temporary
@@ -748,6 +751,12 @@ fn main() -> Result<(), Error> {
                 if only.as_deref().is_some_and(|o| o != system.key()) {
                     continue;
                 }
+                // Each configuration starts on a quiet disk: the previous
+                // cluster's files were deleted as it stopped, and what that
+                // leaves the file system to do (journal commits, and
+                // discards where it is mounted with `discard`) would
+                // otherwise fall in this one's window and slow its fsyncs.
+                nix::unistd::sync();
                 let sample = match system {
                     System::BerthForward => measure_berth(&clients_rt, clients, window, false)?,
                     System::BerthUpdate => measure_berth(&clients_rt, clients, window, true)?,
