@@ -35,7 +35,7 @@ async fn the_leader_rotates_the_gossip_key_in_three_steps() {
         },
         gossip_keys: vec![first.clone()],
         admin_token_sha256: String::new(),
-            registry_key_pem: String::new(),
+        registry_key_pem: String::new(),
         root_rotation: None,
         gossip_key_stage: Default::default(),
     });
