@@ -365,8 +365,17 @@ impl ManagerParts {
         )
         .await?;
         if founder {
-            self.initial_admin_password =
-                ensure_admin_user(&store, cfg.admin_password.as_deref()).await?;
+            // A cluster made before users existed, resumed without quorum,
+            // cannot record its admin now: it serves with the admin token
+            // and makes the user at a later start.
+            if let Some(p) = cfg.admin_password.as_deref() {
+                controller::password::check_policy(p)
+                    .map_err(|m| anyhow::anyhow!("the admin password is refused: {m}"))?;
+            }
+            match ensure_admin_user(&store, cfg.admin_password.as_deref()).await {
+                Ok(p) => self.initial_admin_password = p,
+                Err(e) => tracing::warn!("the first admin user is not made yet: {e:#}"),
+            }
         }
         let admin_hash = store
             .view(|s| {
@@ -412,25 +421,34 @@ impl ManagerParts {
             ),
         }
         let (api_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        // The registry (DTR's role) on the same port, under /v2/ and /auth/token.
-        let key_pem = ensure_registry_key(&store).await?;
-        let registry = controller::registry_auth::router(
-            &state,
-            controller::registry_auth::RegistryParts {
-                key_pem,
-                blob_root: controller::registry_auth::blob_root(&cfg.data_dir),
-            },
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?;
-        let api_task = tokio::spawn(controller::serve(
-            listener,
-            tls_rx,
-            controller::app(state).merge(registry),
-            async {
-                let _ = stop_rx.await;
-            },
-        ));
+        // The registry (DTR's role) on the same port, under /v2/ and
+        // /auth/token. A cluster made before it had a signing key, resumed
+        // without quorum, serves the API without it until a later start.
+        let registry = match ensure_registry_key(&store).await {
+            Ok(key_pem) => Some(
+                controller::registry_auth::router(
+                    &state,
+                    controller::registry_auth::RegistryParts {
+                        key_pem,
+                        blob_root: controller::registry_auth::blob_root(&cfg.data_dir),
+                    },
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?,
+            ),
+            Err(e) => {
+                tracing::warn!("the registry is not served: {e:#}");
+                None
+            }
+        };
+        let api = controller::app(state);
+        let api = match registry {
+            Some(r) => api.merge(r),
+            None => api,
+        };
+        let api_task = tokio::spawn(controller::serve(listener, tls_rx, api, async {
+            let _ = stop_rx.await;
+        }));
         self.stops.push(api_stop);
         self.tasks.push(api_task);
         self.chores
