@@ -91,8 +91,10 @@ pub fn spawn_authz_refresh(app: &AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut changes = store.watch();
         loop {
-            let (index, state) = store.view(|s| (s.auth_index(), s.clone()));
-            if cache.index() != Some(index) {
+            // Most changes are tasks': only a moved auth index costs a copy.
+            let known = cache.index();
+            let state = store.view(|s| (known != Some(s.auth_index())).then(|| s.clone()));
+            if let Some(state) = state {
                 let built =
                     tokio::task::spawn_blocking(move || auth::Authorizer::new(&state)).await;
                 if let Ok(a) = built {

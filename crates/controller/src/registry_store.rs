@@ -82,14 +82,6 @@ fn record_of(m: &RepoManifest) -> Option<ManifestRecord> {
     })
 }
 
-fn page(sorted: impl Iterator<Item = String>, req: &PageRequest) -> Page {
-    let n = req.n.unwrap_or(usize::MAX);
-    let mut after = sorted.filter(|k| req.last.as_ref().is_none_or(|l| k.as_str() > l.as_str()));
-    let items: Vec<String> = after.by_ref().take(n).collect();
-    let more = after.next().is_some();
-    Page { items, more }
-}
-
 #[async_trait]
 impl Metadata for RaftMetadata {
     async fn repository_exists(&self, repo: &str) -> Result<bool> {
@@ -318,13 +310,12 @@ impl Metadata for RaftMetadata {
     async fn tags(&self, repo: &str, req: &PageRequest) -> Result<Page> {
         let prefix = tag_prefix(repo);
         Ok(self.read(|s| {
-            page(
+            req.page(
                 s.auth_range(Kind::RepoTag, &prefix)
                     .filter_map(|o| match o {
                         Object::RepoTag(t) => Some(t.tag.clone()),
                         _ => None,
                     }),
-                req,
             )
         }))
     }
@@ -345,11 +336,6 @@ impl Metadata for RaftMetadata {
     }
 
     async fn repositories(&self, req: &PageRequest) -> Result<Page> {
-        Ok(self.read(|s| {
-            page(
-                s.auth_objects(Kind::Repository).map(|o| o.id().to_string()),
-                req,
-            )
-        }))
+        Ok(self.read(|s| req.page(s.auth_objects(Kind::Repository).map(|o| o.id().to_string()))))
     }
 }

@@ -130,12 +130,17 @@ impl MemoryMetadata {
     }
 }
 
-fn page<'a>(sorted: impl Iterator<Item = &'a String>, req: &PageRequest) -> Page {
-    let n = req.n.unwrap_or(usize::MAX);
-    let mut after = sorted.filter(|k| req.last.as_ref().is_none_or(|l| k.as_str() > l.as_str()));
-    let items: Vec<String> = after.by_ref().take(n).cloned().collect();
-    let more = after.next().is_some();
-    Page { items, more }
+impl PageRequest {
+    /// The page of `sorted` (in byte order) this request asks for; every
+    /// [`Metadata`] pages its listings with it.
+    pub fn page(&self, sorted: impl Iterator<Item = String>) -> Page {
+        let n = self.n.unwrap_or(usize::MAX);
+        let mut after =
+            sorted.filter(|k| self.last.as_ref().is_none_or(|l| k.as_str() > l.as_str()));
+        let items: Vec<String> = after.by_ref().take(n).collect();
+        let more = after.next().is_some();
+        Page { items, more }
+    }
 }
 
 #[async_trait]
@@ -277,9 +282,10 @@ impl Metadata for MemoryMetadata {
             Some(l) => Bound::Excluded(l.clone()),
             None => Bound::Unbounded,
         };
-        Ok(page(
-            r.tags.range((start, Bound::Unbounded)).map(|(k, _)| k),
-            req,
+        Ok(req.page(
+            r.tags
+                .range((start, Bound::Unbounded))
+                .map(|(k, _)| k.clone()),
         ))
     }
 
@@ -298,9 +304,11 @@ impl Metadata for MemoryMetadata {
 
     async fn repositories(&self, req: &PageRequest) -> Result<Page> {
         let repos = self.repos.read().await;
-        Ok(page(
-            repos.iter().filter(|(_, r)| !r.is_empty()).map(|(k, _)| k),
-            req,
+        Ok(req.page(
+            repos
+                .iter()
+                .filter(|(_, r)| !r.is_empty())
+                .map(|(k, _)| k.clone()),
         ))
     }
 }

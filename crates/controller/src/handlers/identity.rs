@@ -101,15 +101,19 @@ pub(crate) fn teams(s: &St) -> impl Iterator<Item = &Team> {
 }
 
 pub(crate) fn user_view(s: &St, u: &User) -> UserView {
-    let (source, ldap_dn) = match &u.source {
-        UserSource::Local => ("local", None),
-        UserSource::Ldap { dn } => ("ldap", Some(dn.clone())),
-    };
     let mut team_names: Vec<String> = teams(s)
         .filter(|t| t.members.contains(&u.meta.id))
         .map(|t| format!("{}/{}", org_name(s, &t.org_id), t.name))
         .collect();
     team_names.sort();
+    view_with_teams(u, team_names)
+}
+
+fn view_with_teams(u: &User, team_names: Vec<String>) -> UserView {
+    let (source, ldap_dn) = match &u.source {
+        UserSource::Local => ("local", None),
+        UserSource::Ldap { dn } => ("ldap", Some(dn.clone())),
+    };
     UserView {
         id: u.meta.id.clone(),
         name: u.name.clone(),
@@ -189,9 +193,21 @@ pub fn new_user_ops(s: &St, user: User) -> Vec<Op> {
 
 pub async fn list_users(State(app): State<AppState>) -> Json<Vec<UserView>> {
     Json(app.store.view(|s| {
+        // Each user's teams from one pass over the teams, not one per user.
+        let mut of_user: std::collections::HashMap<&str, Vec<String>> = Default::default();
+        for t in teams(s) {
+            let name = format!("{}/{}", org_name(s, &t.org_id), t.name);
+            for m in &t.members {
+                of_user.entry(m.as_str()).or_default().push(name.clone());
+            }
+        }
         s.auth_objects(Kind::User)
             .filter_map(|o| match o {
-                Object::User(u) => Some(user_view(s, u)),
+                Object::User(u) => {
+                    let mut names = of_user.remove(u.meta.id.as_str()).unwrap_or_default();
+                    names.sort();
+                    Some(view_with_teams(u, names))
+                }
                 _ => None,
             })
             .collect()

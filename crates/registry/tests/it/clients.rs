@@ -11,30 +11,12 @@ use crate::support::*;
 use registry::access::AllowAll;
 use registry::storage::FsBlobStore;
 use registry::{MemoryMetadata, Registry};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Set (to 1) where tests that need a peer such as skopeo must run.
-const REQUIRE: &str = "BERTH_REQUIRE_PRIVILEGED_TESTS";
 /// How long one client command may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The tool's path, or `None` (the test skips) when it is not installed.
-fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        if std::env::var(REQUIRE).as_deref() == Ok("1") {
-            panic!("{name} is not installed and {REQUIRE}=1: run scripts/install-test-deps.sh");
-        }
-        eprintln!("SKIPPED: {name} is not installed (scripts/install-test-deps.sh installs it; {REQUIRE}=1 makes this a failure)");
-    }
-    found
-}
 
 /// Runs a command to completion; its stdout, or a panic with its stderr.
 async fn run(program: &Path, args: &[&str]) -> String {

@@ -244,3 +244,23 @@ pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
+
+/// Set (to 1) where tests that need a peer such as skopeo must run.
+pub const REQUIRE: &str = "BERTH_REQUIRE_PRIVILEGED_TESTS";
+
+/// The tool's path, or `None` (the test skips, saying why) when it is not
+/// installed; a failure instead under `BERTH_REQUIRE_PRIVILEGED_TESTS=1`.
+pub fn tool(name: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        if std::env::var(REQUIRE).as_deref() == Ok("1") {
+            panic!("{name} is not installed and {REQUIRE}=1: run scripts/install-test-deps.sh");
+        }
+        eprintln!("SKIPPED: {name} is not installed (scripts/install-test-deps.sh installs it; {REQUIRE}=1 makes this a failure)");
+    }
+    found
+}

@@ -22,7 +22,7 @@ use registry::token::{
 use registry::{AllowAll, MemoryMetadata, Registry};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tower::ServiceExt;
@@ -602,23 +602,6 @@ async fn a_token_of_another_signer_or_expired_is_an_invalid_token() {
 // skopeo, a real client, over a socket.
 
 /// Set (to 1) where tests that need a peer such as skopeo must run.
-const REQUIRE: &str = "BERTH_REQUIRE_PRIVILEGED_TESTS";
-
-fn skopeo_path() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("skopeo"))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        if std::env::var(REQUIRE).as_deref() == Ok("1") {
-            panic!("skopeo is not installed and {REQUIRE}=1: run scripts/install-test-deps.sh");
-        }
-        eprintln!("SKIPPED: skopeo is not installed (scripts/install-test-deps.sh installs it; {REQUIRE}=1 makes this a failure)");
-    }
-    found
-}
-
 async fn skopeo(program: &Path, args: &[&str]) -> std::process::Output {
     let mut cmd = tokio::process::Command::new(program);
     cmd.arg("--insecure-policy").args(args).kill_on_drop(true);
@@ -678,7 +661,7 @@ fn write_layout(dir: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skopeo_pushes_through_the_token_endpoint_only_where_it_may() {
-    let Some(skopeo_bin) = skopeo_path() else {
+    let Some(skopeo_bin) = tool("skopeo") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
